@@ -1,0 +1,1 @@
+//! kube-proxy-config (skeleton; filled in by its owner).

@@ -1,0 +1,1 @@
+//! kube-proxy-conntrack (skeleton; filled in by its owner).

@@ -1,0 +1,1 @@
+//! kube-proxy-iptables (skeleton; filled in by its owner).

@@ -1,0 +1,21 @@
+//! The pure core of kube-proxy-rs.
+//!
+//! Kubernetes objects ([`ClusterObjects`]: Services, EndpointSlices, this node's Node) go in; an immutable,
+//! per-node, per-IP-family [`ProxyState`] comes out. Every mode (iptables, nftables, ipvs, userspace) renders
+//! from a `ProxyState` and never looks at API objects. This crate performs no I/O, never shells out and never
+//! panics on bad input: invalid objects become typed [`Rejection`]s.
+#![forbid(unsafe_code)]
+
+mod build;
+mod diff;
+mod objects;
+mod state;
+mod topology;
+
+pub use build::{build_state, BuildOutput, NodeContext};
+pub use diff::StateDiff;
+pub use objects::{ClusterObjects, ObjectKey};
+pub use state::{
+    Endpoint, IpFamily, Protocol, ProxyState, Rejection, RejectionKind, ServicePortName,
+    ServicePortState,
+};

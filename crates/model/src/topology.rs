@@ -1,0 +1,1 @@
+//! Topology-aware routing: trafficDistribution and hints decide which ready endpoints this node uses.

@@ -1,0 +1,1 @@
+//! kube-proxy-servers (skeleton; filled in by its owner).

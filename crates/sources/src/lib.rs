@@ -1,0 +1,1 @@
+//! kube-proxy-sources (skeleton; filled in by its owner).

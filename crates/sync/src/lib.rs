@@ -1,0 +1,1 @@
+//! kube-proxy-sync (skeleton; filled in by its owner).

@@ -1,0 +1,1 @@
+//! kube-proxy-telemetry (skeleton; filled in by its owner).

@@ -1,0 +1,1 @@
+//! kube-proxy-testkit (skeleton; filled in by its owner).
