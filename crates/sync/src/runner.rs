@@ -1,0 +1,200 @@
+//! The runner loop: wait for the sources' initial lists, then sync whenever the schedule says so.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube_proxy_model::{build_state, ClusterObjects, NodeContext, ProxyState, Rejection};
+use tokio::sync::Notify;
+
+use crate::dataplane::{Dataplane, SyncListener, SyncOutcome};
+use crate::schedule::{Schedule, ScheduleConfig};
+
+/// Where the runner reads objects from (the change tracker).
+pub trait StateSource: Send + Sync + 'static {
+    /// Every watched kind has finished its initial list.
+    fn is_ready(&self) -> bool;
+    /// A snapshot of the objects and the instant the oldest change not yet taken was queued; taking a snapshot
+    /// marks pending changes as taken. `None` while not ready.
+    fn take_snapshot(&self) -> Option<(ClusterObjects, Option<Instant>)>;
+    /// Signalled (with `notify_one`, so no wake-up is lost) on every change and when readiness is reached.
+    fn notifier(&self) -> Arc<Notify>;
+}
+
+/// Runner settings.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    pub schedule: ScheduleConfig,
+    pub node: NodeContext,
+}
+
+struct FamilySlot {
+    dataplane: Option<Box<dyn Dataplane>>,
+    /// Last built state (reused so unchanged service ports keep their Arc).
+    built: Arc<ProxyState>,
+    /// Last state the dataplane accepted.
+    applied: Arc<ProxyState>,
+    force_full: bool,
+}
+
+/// Drives every family's dataplane from one source.
+pub struct Runner<S: StateSource> {
+    source: Arc<S>,
+    cfg: RunnerConfig,
+    families: Vec<FamilySlot>,
+    listener: Arc<dyn SyncListener>,
+    schedule: Schedule,
+    seen_rejections: HashSet<Rejection>,
+    syncs: u64,
+}
+
+impl<S: StateSource> Runner<S> {
+    /// One dataplane per IP family (one for single-stack, two for dual-stack).
+    pub fn new(
+        source: Arc<S>,
+        cfg: RunnerConfig,
+        dataplanes: Vec<Box<dyn Dataplane>>,
+        listener: Arc<dyn SyncListener>,
+    ) -> Runner<S> {
+        let families = dataplanes
+            .into_iter()
+            .map(|dp| {
+                let empty = Arc::new(ProxyState::empty(dp.family(), cfg.node.node_name.clone()));
+                FamilySlot {
+                    dataplane: Some(dp),
+                    built: empty.clone(),
+                    applied: empty,
+                    force_full: true,
+                }
+            })
+            .collect();
+        Runner {
+            schedule: Schedule::new(cfg.schedule),
+            source,
+            cfg,
+            families,
+            listener,
+            seen_rejections: HashSet::new(),
+            syncs: 0,
+        }
+    }
+
+    /// Number of sync attempts made so far.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs
+    }
+
+    /// The states last accepted by each family's dataplane.
+    pub fn applied_states(&self) -> Vec<Arc<ProxyState>> {
+        self.families.iter().map(|f| f.applied.clone()).collect()
+    }
+
+    /// Waits until the source is ready. Nothing is programmed before that.
+    pub async fn wait_ready(&self) {
+        let notify = self.source.notifier();
+        while !self.source.is_ready() {
+            notify.notified().await;
+        }
+    }
+
+    /// Runs until `shutdown` completes. Programmed rules are left in place on shutdown.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        tokio::select! {
+            _ = self.wait_ready() => {}
+            _ = &mut shutdown => return,
+        }
+        tracing::info!("initial lists complete; starting to sync");
+        let notify = self.source.notifier();
+        loop {
+            if self.schedule.is_due(Instant::now()) {
+                self.sync_once().await;
+                continue;
+            }
+            let due = tokio::time::Instant::from_std(self.schedule.next_due());
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = notify.notified() => {
+                    self.schedule.request();
+                    self.listener.queued();
+                }
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// Performs one sync of every family now. Returns whether all of them succeeded.
+    pub async fn sync_once(&mut self) -> bool {
+        let start = Instant::now();
+        self.schedule.started(start);
+        self.syncs += 1;
+        let Some((objects, oldest_change)) = self.source.take_snapshot() else {
+            tracing::debug!("source not ready; skipping sync");
+            self.schedule.finished(true, Instant::now());
+            return true;
+        };
+        let mut rejections = HashSet::new();
+        let mut all_ok = true;
+        for slot in &mut self.families {
+            let Some(dataplane) = slot.dataplane.take() else {
+                continue;
+            };
+            let family = dataplane.family();
+            let out = build_state(&objects, &self.cfg.node, family, Some(&slot.built));
+            rejections.extend(out.rejections);
+            let state = Arc::new(out.state);
+            slot.built = state.clone();
+            let force_full = slot.force_full;
+            let began = Instant::now();
+            let joined = tokio::task::spawn_blocking(move || {
+                let mut dataplane = dataplane;
+                let result = dataplane.sync(&state, force_full);
+                (dataplane, state, result)
+            })
+            .await;
+            let elapsed = began.elapsed();
+            let (dataplane, state, result) = match joined {
+                Ok(parts) => parts,
+                Err(panic) => {
+                    // A panicking dataplane is a bug; without it this family cannot sync any more.
+                    tracing::error!(?family, "dataplane panicked: {panic}");
+                    all_ok = false;
+                    continue;
+                }
+            };
+            slot.dataplane = Some(dataplane);
+            match result {
+                Ok(report) => {
+                    slot.force_full = false;
+                    let outcome = SyncOutcome {
+                        family,
+                        previous: &slot.applied,
+                        current: &state,
+                        report: &report,
+                        elapsed,
+                        programming_latency: oldest_change.map(|t| t.elapsed()),
+                    };
+                    self.listener.synced(&outcome);
+                    tracing::debug!(?family, full = report.full, ?elapsed, "synced");
+                    slot.applied = state;
+                }
+                Err(err) => {
+                    all_ok = false;
+                    slot.force_full = true;
+                    tracing::warn!(?family, "sync failed, will retry with a full sync: {err}");
+                    self.listener.failed(family, &err, elapsed);
+                }
+            }
+        }
+        for r in &rejections {
+            if !self.seen_rejections.contains(r) {
+                tracing::warn!("skipping invalid object: {r}");
+                self.listener.rejected(r);
+            }
+        }
+        self.seen_rejections = rejections;
+        self.schedule.finished(all_ok, Instant::now());
+        all_ok
+    }
+}
