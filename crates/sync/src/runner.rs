@@ -92,17 +92,15 @@ impl<S: StateSource> Runner<S> {
 
     /// Waits until the source is ready. Nothing is programmed before that.
     pub async fn wait_ready(&self) {
-        let notify = self.source.notifier();
-        while !self.source.is_ready() {
-            notify.notified().await;
-        }
+        wait_ready(&self.source).await
     }
 
     /// Runs until `shutdown` completes. Programmed rules are left in place on shutdown.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let source = self.source.clone();
         tokio::select! {
-            _ = self.wait_ready() => {}
+            _ = wait_ready(&source) => {}
             _ = &mut shutdown => return,
         }
         tracing::info!("initial lists complete; starting to sync");
@@ -196,5 +194,16 @@ impl<S: StateSource> Runner<S> {
         self.seen_rejections = rejections;
         self.schedule.finished(all_ok, Instant::now());
         all_ok
+    }
+}
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;
+
+async fn wait_ready<S: StateSource>(source: &Arc<S>) {
+    let notify = source.notifier();
+    while !source.is_ready() {
+        notify.notified().await;
     }
 }
