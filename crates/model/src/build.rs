@@ -1,7 +1,19 @@
 //! Builds a [`ProxyState`] from [`ClusterObjects`] for one node and one IP family.
+//!
+//! Pure: reads the snapshot, never does I/O, never panics on bad input. The steps are upstream kube-proxy's:
+//! services become service ports ([`crate::service`]), EndpointSlices of the family are merged per port
+//! ([`crate::endpoints`]), and each port's endpoints are categorised for Cluster and Local traffic
+//! ([`crate::topology`]). Unchanged ports keep the `Arc` of the previous state.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::endpoints::{merge_slices, SliceIndex};
 use crate::objects::ClusterObjects;
-use crate::state::{IpFamily, ProxyState, Rejection};
+use crate::parse::parse_cidr_sloppy;
+use crate::service::{service_ports, Rejector};
+use crate::state::{IpFamily, ProxyState, Rejection, RejectionKind, ServicePortState};
+use crate::topology::{categorize, NodeTopology, ZONE_LABEL};
 
 /// Who "this node" is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,9 +36,102 @@ pub fn build_state(
     family: IpFamily,
     previous: Option<&ProxyState>,
 ) -> BuildOutput {
-    let _ = (objects, previous);
-    BuildOutput {
-        state: ProxyState::empty(family, node.node_name.clone()),
-        rejections: Vec::new(),
+    let mut rejections = Vec::new();
+    let node_name = node.node_name.as_str();
+    let zone = objects
+        .node
+        .as_ref()
+        .and_then(|n| n.metadata.labels.as_ref())
+        .and_then(|l| l.get(ZONE_LABEL))
+        .map_or("", String::as_str);
+    let topo = NodeTopology { node_name, zone };
+
+    let slices = SliceIndex::new(objects, family, &mut rejections);
+    let mut services = BTreeMap::new();
+    for ((namespace, name), svc) in &objects.services {
+        let mut rej = Rejector {
+            object: format!("Service {namespace}/{name}"),
+            out: &mut rejections,
+        };
+        let ports = service_ports(svc, family, &mut rej);
+        if ports.is_empty() {
+            continue;
+        }
+        let svc_namespace = svc.metadata.namespace.as_deref().unwrap_or(namespace);
+        let svc_name = svc.metadata.name.as_deref().unwrap_or(name);
+        let mut merged = merge_slices(
+            slices.slices(svc_namespace, svc_name),
+            family,
+            node_name,
+            &mut rejections,
+        );
+        for mut port in ports {
+            if let Some(group) = merged
+                .iter_mut()
+                .find(|g| g.port_name == port.name.port && g.protocol == port.name.protocol)
+            {
+                port.endpoints = std::mem::take(&mut group.endpoints);
+            }
+            fill_categories(&mut port, topo);
+            let arc = match previous.and_then(|p| p.services.get(&port.name)) {
+                Some(prev) if **prev == port => Arc::clone(prev),
+                _ => Arc::new(port),
+            };
+            services.insert(arc.name.clone(), arc);
+        }
     }
+
+    let state = ProxyState {
+        family,
+        node_name: node.node_name.clone(),
+        node_pod_cidrs: node_pod_cidrs(objects, family, &mut rejections),
+        services,
+    };
+    BuildOutput { state, rejections }
+}
+
+fn fill_categories(port: &mut ServicePortState, topo: NodeTopology<'_>) {
+    let cat = categorize(
+        &port.endpoints,
+        port.uses_cluster_endpoints(),
+        port.uses_local_endpoints(),
+        topo,
+    );
+    port.cluster_endpoints = cat.cluster;
+    port.local_endpoints = cat.local;
+    port.all_reachable_endpoints = cat.all_reachable;
+    port.has_any_endpoints = cat.has_any;
+}
+
+/// The Node's `spec.podCIDRs` (falling back to `spec.podCIDR`) of `family`, sorted.
+fn node_pod_cidrs(
+    objects: &ClusterObjects,
+    family: IpFamily,
+    rejections: &mut Vec<Rejection>,
+) -> Vec<ipnet::IpNet> {
+    let Some(node) = &objects.node else {
+        return Vec::new();
+    };
+    let Some(spec) = &node.spec else {
+        return Vec::new();
+    };
+    let raw: Vec<&String> = match &spec.pod_cidrs {
+        Some(v) if !v.is_empty() => v.iter().collect(),
+        _ => spec.pod_cidr.iter().collect(),
+    };
+    let mut out = Vec::new();
+    for cidr in raw.into_iter().filter(|c| !c.is_empty()) {
+        match parse_cidr_sloppy(cidr) {
+            Some(net) if family.contains(&net.addr()) => out.push(net),
+            Some(_) => {}
+            None => Rejector {
+                object: format!("Node {}", node.metadata.name.as_deref().unwrap_or_default()),
+                out: rejections,
+            }
+            .reject(RejectionKind::Other(format!("invalid podCIDR {cidr:?}"))),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }

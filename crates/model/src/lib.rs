@@ -8,14 +8,23 @@
 
 mod build;
 mod diff;
+mod endpoints;
 mod objects;
+mod parse;
+mod service;
 mod state;
 mod topology;
 
 pub use build::{build_state, BuildOutput, NodeContext};
 pub use diff::StateDiff;
+pub use endpoints::LABEL_SERVICE_NAME;
 pub use objects::{ClusterObjects, ObjectKey};
+pub use parse::{parse_cidr_sloppy, parse_ip_sloppy};
+pub use service::{DEFAULT_AFFINITY_TIMEOUT_SECONDS, LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME};
 pub use state::{
     Endpoint, IpFamily, Protocol, ProxyState, Rejection, RejectionKind, ServicePortName,
     ServicePortState,
+};
+pub use topology::{
+    categorize, topology_mode, Categorized, NodeTopology, TopologyMode, ZONE_LABEL,
 };

@@ -146,7 +146,7 @@ pub struct ServicePortState {
     pub health_check_node_port: Option<u16>,
     /// ClientIP affinity timeout in seconds; `None` means no session affinity.
     pub session_affinity_timeout: Option<u32>,
-    /// All endpoints of this port from every slice of this family, merged and deduplicated, sorted.
+    /// All endpoints of this port from every slice of this family, merged and deduplicated, sorted by (ip, port).
     pub endpoints: Vec<Endpoint>,
     /// Endpoints for traffic that uses the Cluster policy (topology and terminating fallback applied).
     pub cluster_endpoints: Vec<Endpoint>,
@@ -162,12 +162,16 @@ pub struct ServicePortState {
 impl ServicePortState {
     /// Reachable from outside the cluster: has a NodePort, an externalIP or a load-balancer IP.
     pub fn externally_accessible(&self) -> bool {
-        self.node_port.is_some() || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
+        self.node_port.is_some()
+            || !self.external_ips.is_empty()
+            || !self.load_balancer_ips.is_empty()
     }
 
-    /// Some traffic to this port uses the Cluster traffic policy.
+    /// Some traffic to this port uses the Cluster traffic policy. As upstream: any externally accessible port
+    /// does, even with `externalTrafficPolicy: Local`, because traffic from pods on this node to an external
+    /// address is short-circuited to the Cluster endpoints.
     pub fn uses_cluster_endpoints(&self) -> bool {
-        !self.internal_policy_local || (self.externally_accessible() && !self.external_policy_local)
+        !self.internal_policy_local || self.externally_accessible()
     }
 
     /// Some traffic to this port uses the Local traffic policy.
@@ -195,7 +199,10 @@ impl ServicePortState {
 
     /// Number of local endpoints that are ready (what the health-check node port reports).
     pub fn local_ready_endpoint_count(&self) -> usize {
-        self.endpoints.iter().filter(|e| e.is_local && e.ready).count()
+        self.endpoints
+            .iter()
+            .filter(|e| e.is_local && e.ready)
+            .count()
     }
 }
 

@@ -1,0 +1,245 @@
+//! EndpointSlices of one family, indexed by Service and merged into per-port endpoint lists.
+//!
+//! Follows upstream's EndpointSliceCache: a slice belongs to the Service named by its `kubernetes.io/service-name`
+//! label in its namespace; a slice port is keyed by port name + protocol; only an endpoint's first address counts;
+//! condition defaults are ready=true, serving=true, terminating=false when unset; an `ip:port` seen in several
+//! slices is kept once, the first occurrence winning unless a later one is local (slices are read in name order).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointSlice};
+
+use crate::objects::ClusterObjects;
+use crate::parse::parse_ip_sloppy;
+use crate::service::Rejector;
+use crate::state::{Endpoint, IpFamily, Protocol, Rejection, RejectionKind};
+
+/// Label naming the Service a slice belongs to.
+pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+/// Slices of one family grouped by `(namespace, service name)`, each group in slice-name order.
+pub(crate) struct SliceIndex<'a> {
+    by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+}
+
+fn address_type(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "IPv4",
+        IpFamily::V6 => "IPv6",
+    }
+}
+
+fn slice_object(slice: &EndpointSlice) -> String {
+    format!(
+        "EndpointSlice {}/{}",
+        slice.metadata.namespace.as_deref().unwrap_or_default(),
+        slice.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+impl<'a> SliceIndex<'a> {
+    /// Indexes the slices whose addressType is `family`; slices without a service-name label are rejected.
+    pub fn new(
+        objects: &'a ClusterObjects,
+        family: IpFamily,
+        rejections: &mut Vec<Rejection>,
+    ) -> Self {
+        let mut by_service: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
+        for slice in objects.endpoint_slices.values() {
+            if slice.address_type != address_type(family) {
+                continue;
+            }
+            let service = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_SERVICE_NAME));
+            let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+            match service {
+                Some(service) if !service.is_empty() => {
+                    by_service
+                        .entry(namespace)
+                        .or_default()
+                        .entry(service.as_str())
+                        .or_default()
+                        .push(slice);
+                }
+                _ => Rejector {
+                    object: slice_object(slice),
+                    out: rejections,
+                }
+                .reject(RejectionKind::Other(format!(
+                    "no {LABEL_SERVICE_NAME} label"
+                ))),
+            }
+        }
+        SliceIndex { by_service }
+    }
+
+    pub fn slices(&self, namespace: &str, service: &str) -> &[&'a EndpointSlice] {
+        self.by_service
+            .get(namespace)
+            .and_then(|m| m.get(service))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// All endpoints of one `(port name, protocol)` across a Service's slices, merged and sorted.
+pub(crate) struct PortEndpoints {
+    pub port_name: String,
+    pub protocol: Protocol,
+    pub endpoints: Vec<Endpoint>,
+}
+
+fn sorted_hints<'h>(names: impl Iterator<Item = &'h String>) -> Vec<String> {
+    let mut v: Vec<String> = names.cloned().collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// An endpoint of a slice, validated once and shared by all of the slice's ports.
+fn read_endpoint(
+    ep: &ApiEndpoint,
+    family: IpFamily,
+    node_name: &str,
+    rej: &mut Rejector<'_>,
+) -> Option<Endpoint> {
+    let Some(raw) = ep.addresses.first() else {
+        rej.reject(RejectionKind::InvalidEndpointAddress(String::new()));
+        return None;
+    };
+    let ip = match parse_ip_sloppy(raw) {
+        Some(ip) if family.contains(&ip) => ip,
+        _ => {
+            rej.reject(RejectionKind::InvalidEndpointAddress(raw.clone()));
+            return None;
+        }
+    };
+    let cond = ep.conditions.as_ref();
+    let hints = ep.hints.as_ref();
+    Some(Endpoint {
+        ip,
+        port: 0,
+        is_local: !node_name.is_empty() && ep.node_name.as_deref() == Some(node_name),
+        ready: cond.and_then(|c| c.ready).unwrap_or(true),
+        serving: cond.and_then(|c| c.serving).unwrap_or(true),
+        terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
+        zone_hints: sorted_hints(
+            hints
+                .and_then(|h| h.for_zones.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|z| &z.name),
+        ),
+        node_hints: sorted_hints(
+            hints
+                .and_then(|h| h.for_nodes.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|n| &n.name),
+        ),
+    })
+}
+
+/// Merges the Service's slices into endpoint lists per `(port name, protocol)`.
+pub(crate) fn merge_slices(
+    slices: &[&EndpointSlice],
+    family: IpFamily,
+    node_name: &str,
+    rejections: &mut Vec<Rejection>,
+) -> Vec<PortEndpoints> {
+    // (endpoint, arrival order) per port key; deduplicated after sorting.
+    let mut groups: Vec<(String, Protocol, Vec<(Endpoint, usize)>)> = Vec::new();
+    let mut seq = 0usize;
+    for slice in slices {
+        let mut rej = Rejector {
+            object: slice_object(slice),
+            out: rejections,
+        };
+        let endpoints: Vec<Endpoint> = slice
+            .endpoints
+            .iter()
+            .flatten()
+            .filter_map(|ep| read_endpoint(ep, family, node_name, &mut rej))
+            .collect();
+        for port in slice.ports.iter().flatten() {
+            let Some(name) = port.name.as_ref() else {
+                rej.reject(RejectionKind::Other(
+                    "port without a name (use \"\" for an unnamed port)".into(),
+                ));
+                continue;
+            };
+            let number = match port.port.unwrap_or(0) {
+                0 => {
+                    rej.reject(RejectionKind::InvalidPort(0));
+                    continue;
+                }
+                p => match u16::try_from(p) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        rej.reject(RejectionKind::InvalidPort(i64::from(p)));
+                        continue;
+                    }
+                },
+            };
+            let raw_protocol = port.protocol.as_deref().unwrap_or("TCP");
+            let Some(protocol) = Protocol::from_k8s(raw_protocol) else {
+                rej.reject(RejectionKind::UnknownProtocol(raw_protocol.to_string()));
+                continue;
+            };
+            let idx = match groups
+                .iter()
+                .position(|(n, p, _)| n == name && *p == protocol)
+            {
+                Some(i) => i,
+                None => {
+                    groups.push((name.clone(), protocol, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let list = &mut groups[idx].2;
+            list.reserve(endpoints.len());
+            for ep in &endpoints {
+                list.push((
+                    Endpoint {
+                        port: number,
+                        ..ep.clone()
+                    },
+                    seq,
+                ));
+                seq += 1;
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(port_name, protocol, list)| PortEndpoints {
+            port_name,
+            protocol,
+            endpoints: dedup(list),
+        })
+        .collect()
+}
+
+/// Keeps one endpoint per `ip:port`: the last local occurrence if there is one, else the first occurrence.
+fn dedup(mut list: Vec<(Endpoint, usize)>) -> Vec<Endpoint> {
+    list.sort_unstable_by(|(a, sa), (b, sb)| (a.ip, a.port, *sa).cmp(&(b.ip, b.port, *sb)));
+    let mut out: Vec<Endpoint> = Vec::with_capacity(list.len());
+    let mut last_key: Option<(IpAddr, u16)> = None;
+    for (ep, _) in list {
+        let key = (ep.ip, ep.port);
+        if last_key == Some(key) {
+            if ep.is_local {
+                if let Some(slot) = out.last_mut() {
+                    *slot = ep;
+                }
+            }
+        } else {
+            last_key = Some(key);
+            out.push(ep);
+        }
+    }
+    out
+}
