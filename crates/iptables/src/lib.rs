@@ -1,1 +1,25 @@
-//! kube-proxy-iptables (skeleton; filled in by its owner).
+//! kube-proxy-rs' iptables dataplane.
+//!
+//! Two halves: a pure renderer ([`render`]) that turns a [`kube_proxy_model::ProxyState`] into
+//! `iptables-restore` text with upstream kube-proxy's exact chain and rule layout, and a thin applier
+//! ([`IptablesDataplane`]) that feeds that text to `iptables-restore --noflush` through the [`IptablesExec`]
+//! seam. Only `exec.rs` and `sysctl.rs` touch the system. See README.md for chains, hooks and guarantees.
+#![forbid(unsafe_code)]
+
+pub mod applier;
+pub mod chains;
+mod config;
+mod error;
+pub mod exec;
+mod render;
+mod services;
+pub mod sim;
+pub mod sysctl;
+
+pub use applier::{cleanup, IptablesDataplane, SyncKind, SyncReport};
+pub use config::{LocalDetector, NodePortAddresses, RenderConfig, RenderScope};
+pub use error::IptablesError;
+pub use exec::{detect_backend, Backend, IptablesExec, RealExec, Table};
+pub use render::{render, RenderedRules, LARGE_CLUSTER_ENDPOINTS_THRESHOLD};
+pub use services::probability;
+pub use sysctl::{ProcSysctl, Sysctl};

@@ -1,0 +1,416 @@
+//! The applier: decides full vs partial syncs, ensures the jump rules from the built-in chains and the canary
+//! chains, applies rendered rules through [`IptablesExec`], and removes everything on cleanup.
+//!
+//! Holds no rendering logic of its own; all kernel access goes through the `IptablesExec` and `Sysctl` seams.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use kube_proxy_model::{IpFamily, ProxyState};
+
+use crate::chains::*;
+use crate::exec::{chains_in_save, IptablesExec, Table};
+use crate::sysctl::{self, Sysctl};
+use crate::{render, IptablesError, RenderConfig, RenderScope};
+
+/// A jump from a built-in chain to one of ours (upstream's `iptablesJumpChains`).
+struct Jump {
+    table: Table,
+    dst: &'static str,
+    src: &'static str,
+    comment: &'static str,
+    extra: &'static str,
+}
+
+const NEW: &str = "-m conntrack --ctstate NEW";
+
+/// In upstream's order; each is inserted at position 1 when missing.
+const JUMPS: &[Jump] = &[
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_EXTERNAL_SERVICES,
+        src: "INPUT",
+        comment: "kubernetes externally-visible service portals",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_EXTERNAL_SERVICES,
+        src: "FORWARD",
+        comment: "kubernetes externally-visible service portals",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_NODEPORTS,
+        src: "INPUT",
+        comment: "kubernetes health check service ports",
+        extra: "",
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_SERVICES,
+        src: "FORWARD",
+        comment: "kubernetes service portals",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_SERVICES,
+        src: "OUTPUT",
+        comment: "kubernetes service portals",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_FORWARD,
+        src: "FORWARD",
+        comment: "kubernetes forwarding rules",
+        extra: "",
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_PROXY_FIREWALL,
+        src: "INPUT",
+        comment: "kubernetes load balancer firewall",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_PROXY_FIREWALL,
+        src: "OUTPUT",
+        comment: "kubernetes load balancer firewall",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_PROXY_FIREWALL,
+        src: "FORWARD",
+        comment: "kubernetes load balancer firewall",
+        extra: NEW,
+    },
+    Jump {
+        table: Table::Nat,
+        dst: KUBE_SERVICES,
+        src: "OUTPUT",
+        comment: "kubernetes service portals",
+        extra: "",
+    },
+    Jump {
+        table: Table::Nat,
+        dst: KUBE_SERVICES,
+        src: "PREROUTING",
+        comment: "kubernetes service portals",
+        extra: "",
+    },
+    Jump {
+        table: Table::Nat,
+        dst: KUBE_POSTROUTING,
+        src: "POSTROUTING",
+        comment: "kubernetes postrouting rules",
+        extra: "",
+    },
+];
+
+/// kubelet's KUBE-FIREWALL jumps: ensured like upstream, never removed by cleanup.
+const KUBELET_JUMPS: &[Jump] = &[
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_FIREWALL,
+        src: "INPUT",
+        comment: "",
+        extra: "",
+    },
+    Jump {
+        table: Table::Filter,
+        dst: KUBE_FIREWALL,
+        src: "OUTPUT",
+        comment: "",
+        extra: "",
+    },
+];
+
+impl Jump {
+    fn spec(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.extra.is_empty() {
+            parts.push(self.extra.to_string());
+        }
+        if !self.comment.is_empty() {
+            parts.push(format!("-m comment --comment \"{}\"", self.comment));
+        }
+        parts.push(format!("-j {}", self.dst));
+        parts.join(" ")
+    }
+
+    /// Whether an `iptables-save` line is this jump.
+    fn matches(&self, save_line: &str) -> bool {
+        let Some(rest) = save_line.strip_prefix(&format!("-A {} ", self.src)) else {
+            return false;
+        };
+        let jumps_here = rest.ends_with(&format!("-j {}", self.dst));
+        if self.comment.is_empty() {
+            jumps_here && !rest.contains("--comment")
+        } else {
+            jumps_here && rest.contains(&format!("--comment \"{}\"", self.comment))
+        }
+    }
+}
+
+/// Whether a sync rewrote everything or only changed services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    Full,
+    Partial,
+}
+
+/// What one successful sync did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncReport {
+    pub kind: SyncKind,
+    /// Rules written to filter / nat in this sync (`sync_proxy_rules_iptables_last`).
+    pub filter_rules: usize,
+    pub nat_rules: usize,
+    /// Rules kube-proxy owns per table after this sync (`sync_proxy_rules_iptables_total`).
+    pub filter_rules_total: usize,
+    pub nat_rules_total: usize,
+    /// Stale per-service chains deleted.
+    pub deleted_chains: usize,
+    /// `sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"|"external"}`.
+    pub no_local_endpoints_internal: usize,
+    pub no_local_endpoints_external: usize,
+}
+
+/// One family's iptables proxier.
+pub struct IptablesDataplane {
+    exec: Arc<dyn IptablesExec>,
+    family: IpFamily,
+    cfg: RenderConfig,
+    last_applied: Option<Arc<ProxyState>>,
+    need_full: bool,
+}
+
+impl IptablesDataplane {
+    /// Prepares the host: sets `route_localnet=1` when IPv4 localhost NodePorts are in effect, and skips the
+    /// INVALID DROP rule when `nf_conntrack_tcp_be_liberal` is set (both as upstream).
+    pub fn new(
+        exec: Arc<dyn IptablesExec>,
+        sysctl: &dyn Sysctl,
+        family: IpFamily,
+        mut cfg: RenderConfig,
+    ) -> Result<IptablesDataplane, IptablesError> {
+        if cfg.localhost_nodeports_effective(family) {
+            tracing::info!("setting route_localnet=1 to allow node-ports on localhost");
+            sysctl::ensure(sysctl, sysctl::ROUTE_LOCALNET, 1)?;
+        }
+        if matches!(sysctl.get(sysctl::TCP_BE_LIBERAL), Ok(v) if v != 0) {
+            tracing::info!(
+                "nf_conntrack_tcp_be_liberal set, not installing DROP rules for INVALID packets"
+            );
+            cfg.conntrack_tcp_be_liberal = true;
+        }
+        Ok(IptablesDataplane {
+            exec,
+            family,
+            cfg,
+            last_applied: None,
+            need_full: true,
+        })
+    }
+
+    pub fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    pub fn config(&self) -> &RenderConfig {
+        &self.cfg
+    }
+
+    /// The state of the last successful sync.
+    pub fn last_applied(&self) -> Option<&Arc<ProxyState>> {
+        self.last_applied.as_ref()
+    }
+
+    /// Programs `state`. Full when asked, on the first sync, after any failure, or when the canary chain
+    /// has disappeared (someone flushed iptables); partial otherwise.
+    pub fn sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, IptablesError> {
+        if state.family != self.family {
+            return Err(IptablesError::FamilyMismatch {
+                want: self.family,
+                got: state.family,
+            });
+        }
+        let result = self.try_sync(state, force_full);
+        match &result {
+            Ok(_) => {
+                self.last_applied = Some(state.clone());
+                self.need_full = false;
+            }
+            Err(e) => {
+                tracing::warn!(family = ?self.family, error = %e, "iptables sync failed; next sync is full");
+                self.need_full = true;
+            }
+        }
+        result
+    }
+
+    fn try_sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, IptablesError> {
+        let mut full = force_full || self.need_full || self.last_applied.is_none();
+        if !full
+            && !self
+                .exec
+                .chain_exists(self.family, Table::Mangle, KUBE_PROXY_CANARY)?
+        {
+            tracing::info!(family = ?self.family, "canary chain missing: iptables was flushed, resyncing everything");
+            full = true;
+        }
+        let scope = match (&self.last_applied, full) {
+            (Some(prev), false) => RenderScope::Partial {
+                changed: BTreeSet::new(),
+                previous: prev.clone(),
+            },
+            _ => RenderScope::Full,
+        };
+        if full {
+            self.ensure_base()?;
+        }
+        let mut rendered = render(state, &self.cfg, &scope);
+        if full {
+            let existing = self.exec.save(self.family, Table::Nat)?;
+            rendered.delete_stale_chains(chains_in_save(&existing));
+        }
+        self.exec
+            .restore(self.family, &rendered.restore_input(), true)?;
+        Ok(SyncReport {
+            kind: if rendered.partial {
+                SyncKind::Partial
+            } else {
+                SyncKind::Full
+            },
+            filter_rules: rendered.filter_rules,
+            nat_rules: rendered.nat_rules,
+            filter_rules_total: rendered.filter_rules,
+            nat_rules_total: rendered.nat_rules_total,
+            deleted_chains: rendered.deleted_chains.len(),
+            no_local_endpoints_internal: rendered.no_local_endpoints_internal,
+            no_local_endpoints_external: rendered.no_local_endpoints_external,
+        })
+    }
+
+    /// Creates the canary chains (mangle, nat, filter) and our jump rules from the built-in chains when
+    /// missing, in one restore.
+    fn ensure_base(&self) -> Result<(), IptablesError> {
+        let mut input = String::new();
+        for table in [Table::Mangle, Table::Filter, Table::Nat] {
+            let save = self.exec.save(self.family, table)?;
+            let existing: BTreeSet<&str> = chains_in_save(&save).into_iter().collect();
+            let mut declare: Vec<&str> = Vec::new();
+            let mut inserts = Vec::new();
+            if !existing.contains(KUBE_PROXY_CANARY) {
+                declare.push(KUBE_PROXY_CANARY);
+            }
+            for jump in JUMPS
+                .iter()
+                .chain(KUBELET_JUMPS)
+                .filter(|j| j.table == table)
+            {
+                if !existing.contains(jump.dst) && !declare.contains(&jump.dst) {
+                    declare.push(jump.dst);
+                }
+                if !save.lines().any(|l| jump.matches(l)) {
+                    inserts.push(format!("-I {} 1 {}", jump.src, jump.spec()));
+                }
+            }
+            if declare.is_empty() && inserts.is_empty() {
+                continue;
+            }
+            input.push_str(&format!("*{}\n", table.as_str()));
+            for c in declare {
+                input.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for l in inserts {
+                input.push_str(&l);
+                input.push('\n');
+            }
+            input.push_str("COMMIT\n");
+        }
+        if input.is_empty() {
+            return Ok(());
+        }
+        self.exec.restore(self.family, &input, true)
+    }
+}
+
+/// Removes everything kube-proxy's iptables mode created in `family` (upstream's `CleanupLeftovers`): the
+/// jumps from built-in chains, the top-level and per-service chains in nat and filter, and the canaries.
+/// kubelet's KUBE-FIREWALL chain and its jumps are left alone.
+pub fn cleanup(exec: &dyn IptablesExec, family: IpFamily) -> Result<(), IptablesError> {
+    let mut input = String::new();
+    for (table, ours) in [
+        (
+            Table::Filter,
+            &[
+                KUBE_SERVICES,
+                KUBE_EXTERNAL_SERVICES,
+                KUBE_FORWARD,
+                KUBE_NODEPORTS,
+                KUBE_PROXY_FIREWALL,
+                KUBE_PROXY_CANARY,
+            ][..],
+        ),
+        (
+            Table::Nat,
+            &[
+                KUBE_SERVICES,
+                KUBE_NODEPORTS,
+                KUBE_POSTROUTING,
+                KUBE_MARK_MASQ,
+                KUBE_PROXY_CANARY,
+            ][..],
+        ),
+        (Table::Mangle, &[KUBE_PROXY_CANARY][..]),
+    ] {
+        let save = exec.save(family, table)?;
+        let existing = chains_in_save(&save);
+        let mut delete: Vec<&str> = ours
+            .iter()
+            .copied()
+            .filter(|c| existing.contains(c))
+            .collect();
+        if table == Table::Nat {
+            delete.extend(existing.iter().copied().filter(|c| is_service_chain(c)));
+        }
+        let unjumps: Vec<String> = save
+            .lines()
+            .filter(|l| JUMPS.iter().any(|j| j.table == table && j.matches(l)))
+            .map(|l| format!("-D{}", &l[2..]))
+            .collect();
+        if delete.is_empty() && unjumps.is_empty() {
+            continue;
+        }
+        input.push_str(&format!("*{}\n", table.as_str()));
+        for c in &delete {
+            input.push_str(&format!(":{c} - [0:0]\n"));
+        }
+        for l in &unjumps {
+            input.push_str(l);
+            input.push('\n');
+        }
+        for c in &delete {
+            input.push_str(&format!("-X {c}\n"));
+        }
+        input.push_str("COMMIT\n");
+    }
+    if input.is_empty() {
+        return Ok(());
+    }
+    exec.restore(family, &input, true)
+}

@@ -1,0 +1,336 @@
+//! Rules for one service port: its captures in the top-level chains and its own SVC/SVL/EXT/FW/SEP chains.
+//!
+//! Mirrors the per-service part of upstream's `syncProxyRules` (k8s 1.33–1.35). Pure: writes lines into
+//! a [`ServiceRules`] value and never decides whether they are applied (the caller does, for partial syncs).
+
+use std::collections::BTreeSet;
+
+use kube_proxy_model::{Endpoint, IpFamily, ServicePortState};
+
+use crate::chains::{self, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS};
+use crate::chains::{KUBE_PROXY_FIREWALL, KUBE_SERVICES, NFACCT_LOCALHOST_NODEPORTS};
+use crate::config::RenderConfig;
+
+/// Per-render facts shared by every service.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a RenderConfig,
+    pub family: IpFamily,
+    /// More than 1000 endpoints in total: comments are left out of SVC/SEP rules (upstream's large cluster mode).
+    pub large_cluster: bool,
+}
+
+/// The lines one service port contributes.
+#[derive(Default)]
+pub(crate) struct ServiceRules {
+    /// Rules in filter (KUBE-SERVICES, KUBE-EXTERNAL-SERVICES, KUBE-NODEPORTS, KUBE-PROXY-FIREWALL).
+    pub filter_rules: Vec<String>,
+    /// Rules in nat's top-level chains (KUBE-SERVICES, KUBE-NODEPORTS): always written.
+    pub top_nat_rules: Vec<String>,
+    /// `:CHAIN - [0:0]` lines of the service's own nat chains.
+    pub chain_lines: Vec<String>,
+    /// Rules of the service's own nat chains (skipped by partial renders when the service is unchanged).
+    pub chain_rules: Vec<String>,
+    /// Names of the service's own nat chains.
+    pub chains: BTreeSet<String>,
+    /// Local policy without local endpoints (internal / external), for upstream's no-local-endpoints gauge.
+    pub no_local_internal: bool,
+    pub no_local_external: bool,
+}
+
+impl ServiceRules {
+    fn declare(&mut self, chain: &str) {
+        self.chain_lines.push(format!(":{chain} - [0:0]"));
+        self.chains.insert(chain.to_string());
+    }
+}
+
+fn q(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+/// Renders everything one service port needs.
+pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRules {
+    let mut out = ServiceRules::default();
+    let name = &svc.name;
+    let name_str = name.to_string();
+    let proto = svc.protocol.as_lower();
+    let port = svc.port.to_string();
+    let cluster_ip = svc.cluster_ip.to_string();
+
+    let cluster_eps = &svc.cluster_endpoints;
+    let local_eps = &svc.local_endpoints;
+    let svc_chain = chains::svc_chain(name);
+    let svl_chain = chains::svl_chain(name);
+    let ext_chain = chains::ext_chain(name);
+    let fw_chain = chains::fw_chain(name);
+
+    let uses_cluster_chain = !cluster_eps.is_empty() && svc.uses_cluster_endpoints();
+    let uses_local_chain = !local_eps.is_empty() && svc.uses_local_endpoints();
+    let has_endpoints = svc.has_any_endpoints;
+
+    let (internal_chain, has_internal) = if svc.internal_policy_local {
+        (&svl_chain, has_endpoints && !local_eps.is_empty())
+    } else {
+        (&svc_chain, has_endpoints)
+    };
+    let (external_policy_chain, has_external) = if svc.external_policy_local {
+        (&svl_chain, has_endpoints && !local_eps.is_empty())
+    } else {
+        (&svc_chain, has_endpoints)
+    };
+    let uses_ext_chain = has_endpoints && svc.externally_accessible();
+    let lb_ips: Vec<String> = svc
+        .load_balancer_ips
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let uses_fw_chain =
+        has_endpoints && !lb_ips.is_empty() && !svc.load_balancer_source_ranges.is_empty();
+    let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
+
+    let (int_target, int_comment, ext_target, ext_comment);
+    if !has_endpoints {
+        int_target = "REJECT";
+        int_comment = q(&format!("{name_str} has no endpoints"));
+        ext_target = "REJECT";
+        ext_comment = int_comment.clone();
+    } else {
+        int_target = "DROP";
+        int_comment = q(&format!("{name_str} has no local endpoints"));
+        ext_target = "DROP";
+        ext_comment = int_comment.clone();
+        out.no_local_internal = !has_internal;
+        out.no_local_external = !has_external;
+    }
+
+    // ClusterIP capture.
+    let cip_comment = q(&format!("{name_str} cluster IP"));
+    if has_internal {
+        out.top_nat_rules.push(format!("-A {KUBE_SERVICES} -m comment --comment {cip_comment} -m {proto} -p {proto} -d {cluster_ip} --dport {port} -j {internal_chain}"));
+    } else {
+        out.filter_rules.push(format!("-A {KUBE_SERVICES} -m comment --comment {int_comment} -m {proto} -p {proto} -d {cluster_ip} --dport {port} -j {int_target}"));
+    }
+
+    // externalIPs.
+    let eip_comment = q(&format!("{name_str} external IP"));
+    for eip in &svc.external_ips {
+        let eip = eip.to_string();
+        if has_endpoints {
+            out.top_nat_rules.push(format!("-A {KUBE_SERVICES} -m comment --comment {eip_comment} -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_chain}"));
+        }
+        if !has_external {
+            out.filter_rules.push(format!("-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_target}"));
+        }
+    }
+
+    // Load-balancer ingress IPs.
+    let lb_comment = q(&format!("{name_str} loadbalancer IP"));
+    let fw_drop_comment = q(&format!("{name_str} traffic not accepted by {fw_chain}"));
+    for lbip in &lb_ips {
+        if has_endpoints {
+            out.top_nat_rules.push(format!("-A {KUBE_SERVICES} -m comment --comment {lb_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j {lb_chain}"));
+        }
+        if uses_fw_chain {
+            out.filter_rules.push(format!("-A {KUBE_PROXY_FIREWALL} -m comment --comment {fw_drop_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j DROP"));
+        }
+    }
+    if !has_external {
+        for lbip in &lb_ips {
+            out.filter_rules.push(format!("-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j {ext_target}"));
+        }
+    }
+
+    // NodePort.
+    if let Some(np) = svc.node_port {
+        let np = np.to_string();
+        if has_endpoints {
+            if ctx.cfg.localhost_nodeports_effective(ctx.family) && ctx.cfg.nfacct {
+                out.top_nat_rules.push(format!("-A {KUBE_NODEPORTS} -m comment --comment {name_str} -m {proto} -p {proto} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORTS} -j {ext_chain}"));
+            }
+            out.top_nat_rules.push(format!("-A {KUBE_NODEPORTS} -m comment --comment {name_str} -m {proto} -p {proto} --dport {np} -j {ext_chain}"));
+        }
+        if !has_external {
+            out.filter_rules.push(format!("-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {np} -j {ext_target}"));
+        }
+    }
+
+    // Health-check NodePort.
+    if let Some(hc) = svc.health_check_node_port {
+        let hc_comment = q(&format!("{name_str} health check node port"));
+        out.filter_rules.push(format!(
+            "-A {KUBE_NODEPORTS} -m comment --comment {hc_comment} -m tcp -p tcp --dport {hc} -j ACCEPT"
+        ));
+    }
+
+    // Internal traffic: masquerade rules at the top of the internal policy chain.
+    if has_internal {
+        let head = format!(
+            "-A {internal_chain} -m comment --comment {cip_comment} -m {proto} -p {proto} -d {cluster_ip} --dport {port}"
+        );
+        if ctx.cfg.masquerade_all {
+            out.chain_rules.push(format!("{head} -j {KUBE_MARK_MASQ}"));
+        } else if let Some(not_local) = ctx.cfg.local_detector.if_not_local(ctx.family) {
+            let not_local = not_local.join(" ");
+            out.chain_rules
+                .push(format!("{head} {not_local} -j {KUBE_MARK_MASQ}"));
+        }
+    }
+
+    // External traffic chain.
+    if uses_ext_chain {
+        out.declare(&ext_chain);
+        if !svc.external_policy_local {
+            let c = q(&format!(
+                "masquerade traffic for {name_str} external destinations"
+            ));
+            out.chain_rules.push(format!(
+                "-A {ext_chain} -m comment --comment {c} -j {KUBE_MARK_MASQ}"
+            ));
+        } else {
+            if let Some(local) = ctx.cfg.local_detector.if_local(ctx.family) {
+                let c = q(&format!("pod traffic for {name_str} external destinations"));
+                let local = local.join(" ");
+                out.chain_rules.push(format!(
+                    "-A {ext_chain} -m comment --comment {c} {local} -j {svc_chain}"
+                ));
+            }
+            let c = q(&format!(
+                "masquerade LOCAL traffic for {name_str} external destinations"
+            ));
+            out.chain_rules.push(format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}"));
+            let c = q(&format!(
+                "route LOCAL traffic for {name_str} external destinations"
+            ));
+            out.chain_rules.push(format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {svc_chain}"));
+        }
+        if has_external {
+            out.chain_rules
+                .push(format!("-A {ext_chain} -j {external_policy_chain}"));
+        }
+    }
+
+    // Firewall chain (loadBalancerSourceRanges).
+    if uses_fw_chain {
+        out.declare(&fw_chain);
+        let mut allow_from_node = false;
+        for cidr in &svc.load_balancer_source_ranges {
+            let cidr = cidr.trunc();
+            out.chain_rules.push(format!(
+                "-A {fw_chain} -m comment --comment {lb_comment} -s {cidr} -j {ext_chain}"
+            ));
+            if ctx.cfg.node_ips.iter().any(|ip| cidr.contains(ip)) {
+                allow_from_node = true;
+            }
+        }
+        if allow_from_node {
+            for lbip in &lb_ips {
+                out.chain_rules.push(format!(
+                    "-A {fw_chain} -m comment --comment {lb_comment} -s {lbip} -j {ext_chain}"
+                ));
+            }
+        }
+        let c = q(&format!(
+            "other traffic to {name_str} will be dropped by KUBE-PROXY-FIREWALL"
+        ));
+        out.chain_rules
+            .push(format!("-A {fw_chain} -m comment --comment {c}"));
+    }
+
+    if uses_cluster_chain {
+        out.declare(&svc_chain);
+        write_dispatch(&mut out, svc, ctx, &svc_chain, cluster_eps);
+    }
+    if uses_local_chain {
+        out.declare(&svl_chain);
+        write_dispatch(&mut out, svc, ctx, &svl_chain, local_eps);
+    }
+
+    // Per-endpoint chains.
+    for ep in &svc.all_reachable_endpoints {
+        let sep = chains::sep_chain(name, ep);
+        out.declare(&sep);
+        let mut head = vec!["-A".to_string(), sep.clone()];
+        if !ctx.large_cluster {
+            head.extend(["-m", "comment", "--comment", &name_str].map(String::from));
+        }
+        let ip = ep.ip.to_string();
+        let mut hairpin = head.clone();
+        hairpin.extend(["-s", &ip, "-j", KUBE_MARK_MASQ].map(String::from));
+        out.chain_rules.push(hairpin.join(" "));
+        let mut dnat = head;
+        if svc.session_affinity_timeout.is_some() {
+            dnat.extend(["-m", "recent", "--name", &sep, "--set"].map(String::from));
+        }
+        dnat.extend(
+            [
+                "-m",
+                proto,
+                "-p",
+                proto,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &ep.addr_string(),
+            ]
+            .map(String::from),
+        );
+        out.chain_rules.push(dnat.join(" "));
+    }
+    out
+}
+
+/// Upstream's probability string: `1/n` with 10 decimals.
+pub fn probability(n: usize) -> String {
+    format!("{:.10}", 1.0 / n as f64)
+}
+
+fn write_dispatch(
+    out: &mut ServiceRules,
+    svc: &ServicePortState,
+    ctx: &Ctx<'_>,
+    chain: &str,
+    eps: &[Endpoint],
+) {
+    let name_str = svc.name.to_string();
+    let comment_args = |ep: &Endpoint| -> Vec<String> {
+        if ctx.large_cluster {
+            Vec::new()
+        } else {
+            let c = q(&format!("{name_str} -> {}", ep.addr_string()));
+            vec!["-m".into(), "comment".into(), "--comment".into(), c]
+        }
+    };
+    if let Some(timeout) = svc.session_affinity_timeout {
+        for ep in eps {
+            let sep = chains::sep_chain(&svc.name, ep);
+            let mut v = vec!["-A".to_string(), chain.to_string()];
+            v.extend(comment_args(ep));
+            v.extend(
+                [
+                    "-m",
+                    "recent",
+                    "--name",
+                    &sep,
+                    "--rcheck",
+                    "--seconds",
+                    &timeout.to_string(),
+                ]
+                .map(String::from),
+            );
+            v.extend(["--reap", "-j", &sep].map(String::from));
+            out.chain_rules.push(v.join(" "));
+        }
+    }
+    let n = eps.len();
+    for (i, ep) in eps.iter().enumerate() {
+        let sep = chains::sep_chain(&svc.name, ep);
+        let mut v = vec!["-A".to_string(), chain.to_string()];
+        v.extend(comment_args(ep));
+        if i + 1 < n {
+            v.extend(["-m", "statistic", "--mode", "random", "--probability"].map(String::from));
+            v.push(probability(n - i));
+        }
+        v.extend(["-j".to_string(), sep]);
+        out.chain_rules.push(v.join(" "));
+    }
+}
