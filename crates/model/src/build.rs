@@ -50,7 +50,9 @@ pub fn build_state(
     let mut services = BTreeMap::new();
     for ((namespace, name), svc) in &objects.services {
         let mut rej = Rejector {
-            object: format!("Service {namespace}/{name}"),
+            kind: "Service",
+            namespace,
+            name,
             out: &mut rejections,
         };
         let ports = service_ports(svc, family, &mut rej);
@@ -125,7 +127,9 @@ fn node_pod_cidrs(
             Some(net) if family.contains(&net.addr()) => out.push(net),
             Some(_) => {}
             None => Rejector {
-                object: format!("Node {}", node.metadata.name.as_deref().unwrap_or_default()),
+                kind: "Node",
+                namespace: "",
+                name: node.metadata.name.as_deref().unwrap_or_default(),
                 out: rejections,
             }
             .reject(RejectionKind::Other(format!("invalid podCIDR {cidr:?}"))),

@@ -30,12 +30,13 @@ fn address_type(family: IpFamily) -> &'static str {
     }
 }
 
-fn slice_object(slice: &EndpointSlice) -> String {
-    format!(
-        "EndpointSlice {}/{}",
-        slice.metadata.namespace.as_deref().unwrap_or_default(),
-        slice.metadata.name.as_deref().unwrap_or_default()
-    )
+fn slice_rejector<'r>(slice: &'r EndpointSlice, out: &'r mut Vec<Rejection>) -> Rejector<'r> {
+    Rejector {
+        kind: "EndpointSlice",
+        namespace: slice.metadata.namespace.as_deref().unwrap_or_default(),
+        name: slice.metadata.name.as_deref().unwrap_or_default(),
+        out,
+    }
 }
 
 impl<'a> SliceIndex<'a> {
@@ -65,11 +66,7 @@ impl<'a> SliceIndex<'a> {
                         .or_default()
                         .push(slice);
                 }
-                _ => Rejector {
-                    object: slice_object(slice),
-                    out: rejections,
-                }
-                .reject(RejectionKind::Other(format!(
+                _ => slice_rejector(slice, rejections).reject(RejectionKind::Other(format!(
                     "no {LABEL_SERVICE_NAME} label"
                 ))),
             }
@@ -143,6 +140,13 @@ fn read_endpoint(
     })
 }
 
+/// Every occurrence of one port key's endpoints, with a sequence number giving the arrival order.
+struct Arrivals {
+    port_name: String,
+    protocol: Protocol,
+    seen: Vec<(Endpoint, usize)>,
+}
+
 /// Merges the Service's slices into endpoint lists per `(port name, protocol)`.
 pub(crate) fn merge_slices(
     slices: &[&EndpointSlice],
@@ -150,14 +154,11 @@ pub(crate) fn merge_slices(
     node_name: &str,
     rejections: &mut Vec<Rejection>,
 ) -> Vec<PortEndpoints> {
-    // (endpoint, arrival order) per port key; deduplicated after sorting.
-    let mut groups: Vec<(String, Protocol, Vec<(Endpoint, usize)>)> = Vec::new();
+    // Endpoints with their arrival order, per port key; deduplicated after sorting.
+    let mut groups: Vec<Arrivals> = Vec::new();
     let mut seq = 0usize;
     for slice in slices {
-        let mut rej = Rejector {
-            object: slice_object(slice),
-            out: rejections,
-        };
+        let mut rej = slice_rejector(slice, rejections);
         let endpoints: Vec<Endpoint> = slice
             .endpoints
             .iter()
@@ -191,15 +192,19 @@ pub(crate) fn merge_slices(
             };
             let idx = match groups
                 .iter()
-                .position(|(n, p, _)| n == name && *p == protocol)
+                .position(|g| g.port_name == *name && g.protocol == protocol)
             {
                 Some(i) => i,
                 None => {
-                    groups.push((name.clone(), protocol, Vec::new()));
+                    groups.push(Arrivals {
+                        port_name: name.clone(),
+                        protocol,
+                        seen: Vec::new(),
+                    });
                     groups.len() - 1
                 }
             };
-            let list = &mut groups[idx].2;
+            let list = &mut groups[idx].seen;
             list.reserve(endpoints.len());
             for ep in &endpoints {
                 list.push((
@@ -215,17 +220,17 @@ pub(crate) fn merge_slices(
     }
     groups
         .into_iter()
-        .map(|(port_name, protocol, list)| PortEndpoints {
-            port_name,
-            protocol,
-            endpoints: dedup(list),
+        .map(|g| PortEndpoints {
+            port_name: g.port_name,
+            protocol: g.protocol,
+            endpoints: dedup(g.seen),
         })
         .collect()
 }
 
 /// Keeps one endpoint per `ip:port`: the last local occurrence if there is one, else the first occurrence.
 fn dedup(mut list: Vec<(Endpoint, usize)>) -> Vec<Endpoint> {
-    list.sort_unstable_by(|(a, sa), (b, sb)| (a.ip, a.port, *sa).cmp(&(b.ip, b.port, *sb)));
+    list.sort_unstable_by_key(|(ep, seq)| (ep.ip, ep.port, *seq));
     let mut out: Vec<Endpoint> = Vec::with_capacity(list.len());
     let mut last_key: Option<(IpAddr, u16)> = None;
     for (ep, _) in list {

@@ -13,6 +13,7 @@ mod objects;
 mod parse;
 mod service;
 mod state;
+mod synthetic;
 mod topology;
 
 pub use build::{build_state, BuildOutput, NodeContext};
@@ -25,6 +26,7 @@ pub use state::{
     Endpoint, IpFamily, Protocol, ProxyState, Rejection, RejectionKind, ServicePortName,
     ServicePortState,
 };
+pub use synthetic::synthetic_cluster;
 pub use topology::{
     categorize, topology_mode, Categorized, NodeTopology, TopologyMode, ZONE_LABEL,
 };

@@ -21,19 +21,24 @@ pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10_800;
 const MAX_AFFINITY_TIMEOUT_SECONDS: i32 = 86_400;
 
-/// Collects rejections for one object.
+/// Collects rejections for one object; the object's name is only formatted when something is rejected.
 pub(crate) struct Rejector<'r> {
-    pub object: String,
+    /// `Service`, `EndpointSlice`, `Node`.
+    pub kind: &'static str,
+    pub namespace: &'r str,
+    pub name: &'r str,
     pub out: &'r mut Vec<Rejection>,
 }
 
 impl Rejector<'_> {
     pub fn reject(&mut self, kind: RejectionKind) {
-        tracing::warn!(object = %self.object, reason = ?kind, "ignoring invalid part of object");
-        self.out.push(Rejection {
-            object: self.object.clone(),
-            kind,
-        });
+        let object = if self.namespace.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            format!("{} {}/{}", self.kind, self.namespace, self.name)
+        };
+        tracing::warn!(%object, reason = ?kind, "ignoring invalid part of object");
+        self.out.push(Rejection { object, kind });
     }
 }
 
