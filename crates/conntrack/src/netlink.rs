@@ -3,9 +3,11 @@
 //!
 //! A fresh socket is opened for every call, so the calls act in the network namespace of the calling thread at
 //! the time of the call. Listing is a per-family table dump filtered to UDP here; deletion sends one
-//! `IPCTNL_MSG_CT_DELETE` per flow keyed on its original tuple and zone, and waits for each acknowledgement.
+//! `IPCTNL_MSG_CT_DELETE` per flow keyed on its original tuple and zone (batched, several per datagram) and
+//! matches the acknowledgements by sequence number.
 //! Blocking: call from a blocking context (e.g. `tokio::task::spawn_blocking`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kube_proxy_model::IpFamily;
@@ -31,6 +33,8 @@ const CTA_ZONE: u16 = 18;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const ENOENT: i32 = 2;
+/// Deletions sent per datagram.
+const DELETE_BATCH: usize = 128;
 
 /// The kernel's conntrack table, reached over netlink.
 #[derive(Debug, Default)]
@@ -54,13 +58,14 @@ impl NetlinkConntrack {
         Ok(sock)
     }
 
-    fn send(
+    /// Appends one request to `buf` and returns its sequence number.
+    fn encode(
         &self,
-        sock: &Socket,
+        buf: &mut Vec<u8>,
         family: IpFamily,
         flags: u16,
         msg: ConntrackMessage,
-    ) -> Result<u32> {
+    ) -> u32 {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
@@ -73,10 +78,10 @@ impl NetlinkConntrack {
             )),
         );
         packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        sock.send(&buf, 0).map_err(ConntrackError::SendRequest)?;
-        Ok(seq)
+        let start = buf.len();
+        buf.resize(start + packet.buffer_len(), 0);
+        packet.serialize(&mut buf[start..]);
+        seq
     }
 }
 
@@ -90,8 +95,10 @@ fn nfproto(family: IpFamily) -> NetfilterProtoFamily {
 /// One message received from the kernel, reduced to what the callers need.
 enum Reply {
     Entry(Option<Flow>),
-    Ack,
-    Error(i32),
+    /// Acknowledgement of the request with this sequence number.
+    Ack(u32),
+    /// Error answer (positive errno) to the request with this sequence number.
+    Error(u32, i32),
     Done,
 }
 
@@ -116,8 +123,8 @@ fn recv_batch(sock: &Socket) -> Result<Vec<Reply>> {
             Ok(msg) => out.push(match msg.payload {
                 NetlinkPayload::Done(_) => Reply::Done,
                 NetlinkPayload::Error(e) => match e.code {
-                    None => Reply::Ack,
-                    Some(code) => Reply::Error(-code.get()),
+                    None => Reply::Ack(msg.header.sequence_number),
+                    Some(code) => Reply::Error(msg.header.sequence_number, -code.get()),
                 },
                 NetlinkPayload::InnerMessage(NetfilterMessage {
                     inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
@@ -215,12 +222,14 @@ fn delete_attributes(flow: &Flow) -> Vec<ConntrackAttribute> {
 impl ConntrackOps for NetlinkConntrack {
     fn list_udp(&self, family: IpFamily) -> Result<Vec<Flow>> {
         let sock = Self::open()?;
-        self.send(
-            &sock,
+        let mut buf = Vec::new();
+        self.encode(
+            &mut buf,
             family,
             NLM_F_REQUEST | NLM_F_DUMP,
             ConntrackMessage::Get(vec![]),
-        )?;
+        );
+        sock.send(&buf, 0).map_err(ConntrackError::SendRequest)?;
         let mut flows = Vec::new();
         loop {
             for reply in recv_batch(&sock)? {
@@ -230,8 +239,8 @@ impl ConntrackOps for NetlinkConntrack {
                     {
                         flows.push(f)
                     }
-                    Reply::Entry(_) | Reply::Ack => {}
-                    Reply::Error(errno) => return Err(ConntrackError::DumpFlows { errno }),
+                    Reply::Entry(_) | Reply::Ack(_) => {}
+                    Reply::Error(_, errno) => return Err(ConntrackError::DumpFlows { errno }),
                     Reply::Done => return Ok(flows),
                 }
             }
@@ -244,25 +253,37 @@ impl ConntrackOps for NetlinkConntrack {
         }
         let sock = Self::open()?;
         let (mut deleted, mut failed, mut first) = (0, 0, None);
-        for flow in flows {
-            let family = IpFamily::of(&flow.original.src);
-            let msg = ConntrackMessage::Delete(delete_attributes(flow));
-            self.send(&sock, family, NLM_F_REQUEST | NLM_F_ACK, msg)?;
-            let outcome = 'wait: loop {
+        for chunk in flows.chunks(DELETE_BATCH) {
+            // One datagram carries the whole chunk; the kernel acknowledges each request by sequence number.
+            let mut buf = Vec::new();
+            let mut pending = HashMap::new();
+            for flow in chunk {
+                let family = IpFamily::of(&flow.original.src);
+                let msg = ConntrackMessage::Delete(delete_attributes(flow));
+                pending.insert(
+                    self.encode(&mut buf, family, NLM_F_REQUEST | NLM_F_ACK, msg),
+                    flow,
+                );
+            }
+            sock.send(&buf, 0).map_err(ConntrackError::SendRequest)?;
+            while !pending.is_empty() {
                 for reply in recv_batch(&sock)? {
-                    match reply {
-                        Reply::Ack => break 'wait Ok(()),
-                        Reply::Error(errno) => break 'wait Err(errno),
-                        Reply::Entry(_) | Reply::Done => {}
+                    let (seq, errno) = match reply {
+                        Reply::Ack(seq) => (seq, 0),
+                        Reply::Error(seq, errno) => (seq, errno),
+                        Reply::Entry(_) | Reply::Done => continue,
+                    };
+                    let Some(flow) = pending.remove(&seq) else {
+                        continue;
+                    };
+                    match errno {
+                        0 => deleted += 1,
+                        ENOENT => tracing::debug!(%flow, "conntrack entry already gone"),
+                        errno => {
+                            failed += 1;
+                            first.get_or_insert((flow.to_string(), errno));
+                        }
                     }
-                }
-            };
-            match outcome {
-                Ok(()) => deleted += 1,
-                Err(ENOENT) => tracing::debug!(%flow, "conntrack entry already gone"),
-                Err(errno) => {
-                    failed += 1;
-                    first.get_or_insert((flow.to_string(), errno));
                 }
             }
         }

@@ -241,3 +241,29 @@ fn reconcile_deletes_exactly_the_stale_udp_entries_v6() {
         assert!(has(&conntrack_list("ipv4"), &v4));
     });
 }
+
+#[test]
+fn many_stale_flows_are_deleted_in_batches() {
+    if !privileged() {
+        return;
+    }
+    in_new_netns(|| {
+        // More than one deletion batch (128) of stale flows, plus a few live ones.
+        let stale: Vec<Flow> = (0..300)
+            .map(|i| udp("10.0.0.1", 3000 + i, "10.96.0.10", 53, "10.244.9.9", 53))
+            .collect();
+        let keep: Vec<Flow> = (0..5)
+            .map(|i| udp("10.0.0.2", 4000 + i, "10.96.0.10", 53, "10.244.1.5", 53))
+            .collect();
+        for f in stale.iter().chain(&keep) {
+            insert(f, "udp");
+        }
+        let ct = NetlinkConntrack::new();
+        let out = reconcile(&ct, &dns_state(IpFamily::V4, "10.96.0.10", "10.244.1.5"))
+            .expect("reconcile");
+        assert_eq!((out.listed, out.stale, out.deleted), (305, 300, 300));
+        let mut left = ct.list_udp(IpFamily::V4).expect("dump");
+        left.sort();
+        assert_eq!(left, keep);
+    });
+}
