@@ -1,14 +1,20 @@
 //! [`Metrics`]: kube-proxy's Prometheus metrics with upstream's exposed names, types, labels and buckets
 //! (pkg/proxy/metrics, Kubernetes 1.33+, where most sync metrics carry an `ip_family` label), plus our own
-//! `kubeproxy_rs_*` extras.
+//! `kubeproxy_rs_*` extras. Covered: sync durations (all/full/partial), last sync and last queued timestamps,
+//! network programming latency, pending/total service and endpoint changes, iptables rule counts and
+//! restore failures, nftables sync/cleanup failures, no-local-endpoints gauges, healthz/livez response counts,
+//! conntrack reconciler duration and deletions, and the iptables nfacct packet counters.
 //!
 //! prometheus-client appends `_total` to counter names, so counters are registered without that suffix and
 //! the exposed sample names equal upstream's. Gauges whose upstream name ends in `_total` keep it. This module
 //! only records and encodes; serving is `kube-proxy-servers`' job.
 
+mod nfacct;
+mod register;
 mod text;
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube_proxy_model::IpFamily;
@@ -126,6 +132,9 @@ pub struct Metrics {
     no_local_endpoints: Family<PolicyLabels, Gauge>,
     healthz: Family<CodeLabels, Counter>,
     livez: Family<CodeLabels, Counter>,
+    conntrack_reconcile_duration: HistogramFamily,
+    conntrack_deleted_entries: Family<FamilyLabels, Counter>,
+    nfacct: Arc<nfacct::NfacctPackets>,
     rs_sync_failures: Family<ModeLabels, Counter>,
 }
 
@@ -166,111 +175,13 @@ impl Metrics {
             no_local_endpoints: Family::default(),
             healthz: Family::default(),
             livez: Family::default(),
+            conntrack_reconcile_duration: hist(sync_duration_histogram),
+            conntrack_deleted_entries: Family::default(),
+            nfacct: Arc::default(),
             rs_sync_failures: Family::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
-        let a = "[ALPHA] ";
-        r.register(
-            "kubeproxy_sync_proxy_rules_duration_seconds",
-            format!("{a}Time taken by one sync of the proxy rules, in seconds"),
-            m.sync_duration.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_full_proxy_rules_duration_seconds",
-            format!("{a}Time taken by one full sync of the proxy rules, in seconds"),
-            m.sync_full_duration.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_partial_proxy_rules_duration_seconds",
-            format!("{a}Time taken by one partial sync of the proxy rules, in seconds"),
-            m.sync_partial_duration.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-            format!("{a}Unix time of the last successful proxy rules sync"),
-            m.last_sync_timestamp.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
-            format!("{a}Unix time at which a proxy rules sync was last requested"),
-            m.last_queued_timestamp.clone(),
-        );
-        r.register(
-            "kubeproxy_network_programming_duration_seconds",
-            format!("{a}Delay from an object change to the rules that reflect it, in seconds"),
-            m.network_programming.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
-            format!("{a}Endpoint changes not yet written to the proxy rules"),
-            m.endpoint_changes_pending.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_endpoint_changes",
-            format!("{a}Endpoint changes seen since start"),
-            m.endpoint_changes.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_service_changes_pending",
-            format!("{a}Service changes not yet written to the proxy rules"),
-            m.service_changes_pending.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_service_changes",
-            format!("{a}Service changes seen since start"),
-            m.service_changes.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_iptables_total",
-            format!("{a}Number of iptables rules kube-proxy owns, per table"),
-            m.iptables_rules_total.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_iptables_last",
-            format!("{a}Number of iptables rules written by the last sync, per table"),
-            m.iptables_rules_last.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_iptables_restore_failures",
-            format!("{a}iptables-restore runs that failed"),
-            m.iptables_restore_failures.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures",
-            format!("{a}Partial iptables-restore runs that failed and fell back to a full sync"),
-            m.iptables_partial_restore_failures.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_nftables_sync_failures",
-            format!("{a}nftables transactions that failed"),
-            m.nftables_sync_failures.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_nftables_cleanup_failures",
-            format!("{a}Failed attempts to delete stale nftables objects"),
-            m.nftables_cleanup_failures.clone(),
-        );
-        r.register(
-            "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
-            format!("{a}Services with a Local traffic policy and no local endpoints"),
-            m.no_local_endpoints.clone(),
-        );
-        r.register(
-            "kubeproxy_proxy_healthz",
-            format!("{a}Responses of the proxy /healthz endpoint, by HTTP status"),
-            m.healthz.clone(),
-        );
-        r.register(
-            "kubeproxy_proxy_livez",
-            format!("{a}Responses of the proxy /livez endpoint, by HTTP status"),
-            m.livez.clone(),
-        );
-        r.register(
-            "kubeproxy_rs_sync_failures",
-            "kube-proxy-rs only: proxy rule syncs that failed, by IP family and proxy mode",
-            m.rs_sync_failures.clone(),
-        );
+        register::register_all(&mut registry, &m);
         Metrics { registry, ..m }
     }
 
@@ -396,6 +307,28 @@ impl Metrics {
                 code: code.to_string(),
             })
             .inc();
+    }
+
+    /// Records one conntrack reconciliation of `family`: how long it took and how many stale flows it deleted.
+    pub fn observe_conntrack_reconcile(&self, family: IpFamily, duration: Duration, deleted: u64) {
+        let l = fam(family);
+        self.conntrack_reconcile_duration
+            .get_or_create(&l)
+            .observe(duration.as_secs_f64());
+        self.conntrack_deleted_entries
+            .get_or_create(&l)
+            .inc_by(deleted);
+    }
+
+    /// Sets the packet counts of the iptables mode's nfacct counters, as read from the kernel. `None` (counter
+    /// missing or unreadable) exposes nothing for that metric, like upstream's custom collectors.
+    pub fn set_iptables_nfacct_packets(
+        &self,
+        ct_state_invalid_dropped: Option<u64>,
+        localhost_nodeports_accepted: Option<u64>,
+    ) {
+        self.nfacct
+            .set(ct_state_invalid_dropped, localhost_nodeports_accepted);
     }
 
     /// Counts a failed sync of `family` in proxy mode `mode` (`iptables`, `nftables`, ...). Ours, not upstream's.

@@ -63,6 +63,22 @@ const UPSTREAM: &[(&str, &str)] = &[
     ),
     ("kubeproxy_proxy_healthz_total", "counter"),
     ("kubeproxy_proxy_livez_total", "counter"),
+    (
+        "kubeproxy_conntrack_reconciler_sync_duration_seconds",
+        "histogram",
+    ),
+    (
+        "kubeproxy_conntrack_reconciler_deleted_entries_total",
+        "counter",
+    ),
+    (
+        "kubeproxy_iptables_ct_state_invalid_dropped_packets_total",
+        "counter",
+    ),
+    (
+        "kubeproxy_iptables_localhost_nodeports_accepted_packets_total",
+        "counter",
+    ),
 ];
 
 /// Touches every metric once so labelled families have samples.
@@ -85,6 +101,8 @@ fn exercised() -> Metrics {
     m.inc_healthz(200);
     m.inc_livez(503);
     m.inc_sync_failure(V6, "nftables");
+    m.observe_conntrack_reconcile(V4, Duration::from_millis(20), 4);
+    m.set_iptables_nfacct_packets(Some(11), Some(12));
     m
 }
 
@@ -176,6 +194,10 @@ fn labels_follow_upstream() {
         ("kubeproxy_proxy_healthz_total{code=\"200\"}", 1.0),
         ("kubeproxy_proxy_livez_total{code=\"503\"}", 1.0),
         ("kubeproxy_rs_sync_failures_total{ip_family=\"IPv6\",mode=\"nftables\"}", 1.0),
+        ("kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv4\"}", 4.0),
+        ("kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family=\"IPv4\"}", 1.0),
+        ("kubeproxy_iptables_ct_state_invalid_dropped_packets_total", 11.0),
+        ("kubeproxy_iptables_localhost_nodeports_accepted_packets_total", 12.0),
     ];
     for (series, want) in cases {
         assert_eq!(sample(&text, series), Some(want), "{series} in:\n{text}");
@@ -240,6 +262,7 @@ fn histogram_buckets_match_upstream() {
     let m = Metrics::new();
     m.observe_sync(V4, SyncKind::Full, Duration::from_millis(5));
     m.observe_network_programming(V4, Duration::from_secs(61));
+    m.observe_conntrack_reconcile(V6, Duration::from_millis(2), 0);
     let text = m.encode_openmetrics().unwrap();
     let buckets = |name: &str| -> Vec<f64> {
         let prefix = format!("{name}_bucket{{");
@@ -268,4 +291,41 @@ fn histogram_buckets_match_upstream() {
     };
     assert_eq!(count_at("60.0"), Some(0.0));
     assert_eq!(count_at("65.0"), Some(1.0));
+}
+
+#[test]
+fn nfacct_counters_expose_only_what_was_read() {
+    let m = Metrics::new();
+    let names = |m: &Metrics| sample_names(&m.encode_openmetrics().unwrap());
+    assert!(!names(&m)
+        .iter()
+        .any(|n| n.starts_with("kubeproxy_iptables_")));
+    m.set_iptables_nfacct_packets(None, Some(3));
+    let text = m.encode_openmetrics().unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "kubeproxy_iptables_ct_state_invalid_dropped_packets_total"
+        ),
+        None
+    );
+    m.set_iptables_nfacct_packets(Some(7), Some(5));
+    let text = m.encode_prometheus_text().unwrap();
+    assert!(
+        text.contains("# TYPE kubeproxy_iptables_ct_state_invalid_dropped_packets_total counter\n")
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
+        ),
+        Some(5.0)
+    );
 }
