@@ -82,7 +82,9 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 }
 
 /// All flags of `kube-proxy` (upstream names and meanings) plus this project's additions.
+/// Repeating a flag is allowed; the last value wins (list flags accumulate), as with pflag.
 #[derive(Debug, Clone, Default, Args)]
+#[command(args_override_self = true)]
 pub struct ProxyFlags {
     /// The path to the configuration file.
     #[arg(long = "config", value_name = "FILE")]
