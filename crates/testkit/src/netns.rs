@@ -24,7 +24,7 @@ pub use sockets::{
     tcp_echo_server, tcp_exchange, tcp_request, udp_echo_server, udp_exchange, udp_request,
     EchoServer, Reply, RequestError,
 };
-pub use topology::{ClusterTopology, Pod, TopologyOpts};
+pub use topology::{pod_cidr, ClusterTopology, Family, Pod, TopologyOpts};
 
 /// Prefix of every namespace this kit creates.
 pub const NETNS_PREFIX: &str = "kprs-";
@@ -290,6 +290,21 @@ pub fn leftover_namespaces() -> Vec<String> {
     out.retain(|n| n.starts_with(&prefix));
     out.sort();
     out
+}
+
+/// Calls `f` until it returns `Some` or `timeout` has passed (checking every 50 ms); returns the last result.
+/// For waiting on an eventual state (e.g. the proxy under test has synced), never for asserting durations.
+pub fn eventually<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Whether tests that need root should run: true as root; otherwise panics when `CI=true`, else prints a note

@@ -186,3 +186,33 @@ fn topology_routes_pods_across_nodes_and_client_to_nodes() {
         assert!(!listing.contains(&n), "{n} left behind:\n{listing}");
     }
 }
+
+#[test]
+fn single_stack_topology_configures_only_that_family() {
+    if !require_root("single_stack_topology_configures_only_that_family") {
+        return;
+    }
+    let topo = ClusterTopology::build(TopologyOpts {
+        ipv4: false,
+        ..TopologyOpts::default()
+    })
+    .unwrap();
+    let (a, c) = (topo.pod("pod-a"), topo.pod("pod-c"));
+    assert_eq!(a.ipv4, None);
+    let addrs =
+        a.ns.ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
+            .unwrap();
+    assert!(addrs.trim().is_empty(), "{addrs}");
+    let srv = udp_echo_server(&c.ns, sa(c.ip(Family::V6), 8053)).unwrap();
+    let reply = eventually(T, || {
+        udp_exchange(&a.ns, srv.addr(), Duration::from_secs(1)).ok()
+    })
+    .unwrap();
+    assert_eq!(
+        reply,
+        Reply {
+            backend: "pod-c".into(),
+            source: a.ip(Family::V6)
+        }
+    );
+}
