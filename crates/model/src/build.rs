@@ -59,10 +59,8 @@ pub fn build_state(
         if ports.is_empty() {
             continue;
         }
-        let svc_namespace = svc.metadata.namespace.as_deref().unwrap_or(namespace);
-        let svc_name = svc.metadata.name.as_deref().unwrap_or(name);
         let mut merged = merge_slices(
-            slices.slices(svc_namespace, svc_name),
+            slices.slices(namespace, name),
             family,
             node_name,
             &mut rejections,

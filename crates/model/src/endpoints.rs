@@ -47,7 +47,7 @@ impl<'a> SliceIndex<'a> {
         rejections: &mut Vec<Rejection>,
     ) -> Self {
         let mut by_service: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
-        for slice in objects.endpoint_slices.values() {
+        for ((namespace, _), slice) in &objects.endpoint_slices {
             if slice.address_type != address_type(family) {
                 continue;
             }
@@ -56,11 +56,10 @@ impl<'a> SliceIndex<'a> {
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(LABEL_SERVICE_NAME));
-            let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
             match service {
                 Some(service) if !service.is_empty() => {
                     by_service
-                        .entry(namespace)
+                        .entry(namespace.as_str())
                         .or_default()
                         .entry(service.as_str())
                         .or_default()

@@ -250,8 +250,8 @@ pub(crate) fn service_ports(
     let Some(shared) = shared(svc, spec, family, rej) else {
         return Vec::new();
     };
-    let namespace = svc.metadata.namespace.clone().unwrap_or_default();
-    let name = svc.metadata.name.clone().unwrap_or_default();
+    // The snapshot's key is authoritative (manifests may leave metadata.namespace unset).
+    let (namespace, name) = (rej.namespace.to_string(), rej.name.to_string());
 
     let mut out: Vec<ServicePortState> = Vec::new();
     for sp in spec.ports.iter().flatten() {
