@@ -152,6 +152,11 @@ impl ProxyHealth {
         self.write().node_eligible = node.eligible();
     }
 
+    /// This node's object was deleted from the API: not eligible until it reappears.
+    pub fn sync_node_removed(&self) {
+        self.write().node_eligible = false;
+    }
+
     /// Whether the node is eligible for load-balancer traffic.
     pub fn node_eligible(&self) -> bool {
         self.read().node_eligible

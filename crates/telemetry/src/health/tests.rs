@@ -13,6 +13,7 @@ enum Step {
     Queued(IpFamily),
     Updated(IpFamily),
     Node(NodeInfo),
+    NodeRemoved,
 }
 use Step::*;
 
@@ -37,6 +38,7 @@ fn run(steps: &[Step]) -> (HealthStatus, Arc<FakeClock>) {
             Queued(f) => health.queued_update(*f),
             Updated(f) => health.updated(*f),
             Node(n) => health.sync_node(n),
+            NodeRemoved => health.sync_node_removed(),
         }
     }
     (health.status(), clock)
@@ -161,6 +163,24 @@ fn state_machine_table() {
         (
             "node back to normal is eligible again",
             vec![Node(tainted()), Node(NodeInfo::default())],
+            Want {
+                healthy: true,
+                node_eligible: true,
+                unhealthy_families: &[],
+            },
+        ),
+        (
+            "node object removed is not eligible, until it comes back",
+            vec![NodeRemoved],
+            Want {
+                healthy: true,
+                node_eligible: false,
+                unhealthy_families: &[],
+            },
+        ),
+        (
+            "node object back after removal",
+            vec![NodeRemoved, Node(NodeInfo::default())],
             Want {
                 healthy: true,
                 node_eligible: true,
