@@ -20,7 +20,7 @@ pub use error::ConntrackError;
 pub use flow::{Flow, FlowTuple, IPPROTO_TCP, IPPROTO_UDP};
 pub use netlink::NetlinkConntrack;
 pub use ops::{ConntrackOps, FakeConntrack};
-pub use reconcile::{flows_to_delete, reconcile, ReconcileOutcome};
+pub use reconcile::{cleanup_required, flows_to_delete, reconcile, ReconcileOutcome};
 pub use sysctl::{apply_conntrack_tuning, conntrack_max, ConntrackTuning, SysRoot, TuningOutcome};
 
 /// Result alias of this crate.

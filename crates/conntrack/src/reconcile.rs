@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
-use kube_proxy_model::{Protocol, ProxyState};
+use kube_proxy_model::{Endpoint, Protocol, ProxyState, ServicePortName};
 
 use crate::flow::{Flow, IPPROTO_UDP};
 use crate::ops::ConntrackOps;
@@ -100,6 +100,24 @@ pub fn flows_to_delete(flows: &[Flow], state: &ProxyState) -> Vec<Flow> {
         .filter(|f| seen.insert(**f))
         .copied()
         .collect()
+}
+
+/// Whether a sync from `old` to `new` calls for a reconciliation pass: upstream runs one only when the endpoints
+/// of a service with a UDP port changed (which includes the first sync, where every endpoint is new). Changes to
+/// service addresses alone do not trigger it.
+pub fn cleanup_required(old: &ProxyState, new: &ProxyState) -> bool {
+    old.services
+        .keys()
+        .chain(new.services.keys())
+        .filter(|name| name.protocol == Protocol::Udp)
+        .any(|name| endpoints_of(old, name) != endpoints_of(new, name))
+}
+
+fn endpoints_of<'a>(state: &'a ProxyState, name: &ServicePortName) -> &'a [Endpoint] {
+    state
+        .services
+        .get(name)
+        .map_or(&[], |s| s.endpoints.as_slice())
 }
 
 /// What one reconciliation pass did.

@@ -54,6 +54,10 @@ fn udp(name: &'static str, cluster_ip: &'static str, port: u16, endpoints: Vec<E
 
 fn state(svcs: Vec<Svc>) -> ProxyState {
     let family = IpFamily::of(&ip(svcs.first().map_or("10.0.0.1", |s| s.cluster_ip)));
+    state_in(family, svcs)
+}
+
+fn state_in(family: IpFamily, svcs: Vec<Svc>) -> ProxyState {
     let mut st = ProxyState::empty(family, "node1");
     for s in svcs {
         let name = ServicePortName {
@@ -246,4 +250,36 @@ fn reconcile_deletes_exactly_the_stale_flows_through_the_seam() {
             deleted: 0
         }
     );
+}
+
+#[test]
+fn cleanup_required_table() {
+    let base = || {
+        vec![udp(
+            "dns",
+            "10.96.0.10",
+            53,
+            vec![ep("10.244.1.5", true, true)],
+        )]
+    };
+    let tcp = |eps| Svc {
+        protocol: Protocol::Tcp,
+        ..udp("web", "10.96.0.40", 80, eps)
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Vec<Svc>, Vec<Svc>, bool)> = vec![
+        ("no change", base(), base(), false),
+        ("first sync with UDP endpoints", vec![], base(), true),
+        ("UDP endpoint removed", base(), vec![udp("dns", "10.96.0.10", 53, vec![])], true),
+        ("UDP endpoint added", vec![udp("dns", "10.96.0.10", 53, vec![])], base(), true),
+        ("UDP endpoint stops being ready", base(), vec![udp("dns", "10.96.0.10", 53, vec![ep("10.244.1.5", false, true)])], true),
+        ("UDP service without endpoints appears", vec![], vec![udp("dns", "10.96.0.10", 53, vec![])], false),
+        ("UDP service address change only", base(), vec![udp("dns", "10.96.0.11", 53, vec![ep("10.244.1.5", true, true)])], false),
+        ("UDP service with endpoints deleted", base(), vec![], true),
+        ("TCP endpoints change", vec![tcp(vec![])], vec![tcp(vec![ep("10.244.1.5", true, true)])], false),
+    ];
+    for (what, old, new, want) in cases {
+        let (old, new) = (state_in(IpFamily::V4, old), state_in(IpFamily::V4, new));
+        assert_eq!(cleanup_required(&old, &new), want, "{what}");
+    }
 }
