@@ -184,7 +184,7 @@ fn partial_render_skips_unchanged_service_chains() {
     assert!(!r.nat.contains(&format!(":{c_svc} ")));
     assert!(!r.nat.contains(&format!("-A {c_svc} ")));
     // but its KUBE-SERVICES captures are always rewritten.
-    assert!(r.nat.contains(&format!("-j KUBE-FW-")));
+    assert!(r.nat.contains("-j KUBE-FW-"));
     // b's SVL chain is gone and deleted.
     let b_svl = chains::svl_chain(&name("ns", "b", ""));
     assert!(r.deleted_chains.contains(&b_svl), "{:?}", r.deleted_chains);
