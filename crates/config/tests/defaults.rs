@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use kube_proxy_config::{DetectLocal, IptablesBackend, KubeProxyConfiguration, NodePortAddresses, ProxyMode};
+use kube_proxy_config::{
+    DetectLocal, IptablesBackend, KubeProxyConfiguration, NodePortAddresses, ProxyMode,
+};
 
 #[test]
 fn v1alpha1_defaults_match_upstream() {
@@ -76,8 +78,14 @@ fn typed_defaults_without_flags() {
     let c = &l.config;
     assert_eq!(c.mode, ProxyMode::Iptables);
     assert_eq!(c.bind_address.to_string(), "0.0.0.0");
-    assert_eq!(c.healthz_bind_address, Some("0.0.0.0:10256".parse().unwrap()));
-    assert_eq!(c.metrics_bind_address, Some("127.0.0.1:10249".parse().unwrap()));
+    assert_eq!(
+        c.healthz_bind_address,
+        Some("0.0.0.0:10256".parse().unwrap())
+    );
+    assert_eq!(
+        c.metrics_bind_address,
+        Some("127.0.0.1:10249".parse().unwrap())
+    );
     assert_eq!(c.sync_period, Duration::from_secs(30));
     assert_eq!(c.min_sync_period, Duration::from_secs(1));
     assert_eq!(c.config_sync_period, Duration::from_secs(900));
@@ -86,8 +94,14 @@ fn typed_defaults_without_flags() {
     assert!(c.localhost_node_ports);
     assert_eq!(c.conntrack.max_per_core, 32768);
     assert_eq!(c.conntrack.min, 131072);
-    assert_eq!(c.conntrack.tcp_established_timeout, Duration::from_secs(86400));
-    assert_eq!(c.conntrack.tcp_close_wait_timeout, Duration::from_secs(3600));
+    assert_eq!(
+        c.conntrack.tcp_established_timeout,
+        Duration::from_secs(86400)
+    );
+    assert_eq!(
+        c.conntrack.tcp_close_wait_timeout,
+        Duration::from_secs(3600)
+    );
     assert_eq!(c.conntrack.udp_timeout, Duration::ZERO);
     assert!(!c.conntrack.tcp_be_liberal);
     assert_eq!(c.oom_score_adj, -999);
@@ -104,7 +118,11 @@ fn typed_defaults_without_flags() {
     // Platform defaults show in the effective v1alpha1 object.
     assert_eq!(l.raw.mode, "iptables");
     assert_eq!(l.raw.detect_local_mode, "ClusterCIDR");
-    assert!(l.warnings.iter().any(|w| w.contains("no cluster CIDR")), "{:?}", l.warnings);
+    assert!(
+        l.warnings.iter().any(|w| w.contains("no cluster CIDR")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]

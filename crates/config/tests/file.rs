@@ -74,7 +74,10 @@ winkernel:
 
 fn load_file(text: &str, extra: &[&str]) -> Result<kube_proxy_config::Loaded, ConfigError> {
     let (_dir, path) = common::config_file(text);
-    let mut args = vec!["kube-proxy".to_string(), format!("--config={}", path.display())];
+    let mut args = vec![
+        "kube-proxy".to_string(),
+        format!("--config={}", path.display()),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     kube_proxy_config::load(args)
 }
@@ -90,23 +93,41 @@ fn every_field_is_read() {
     assert_eq!(c.client.accept_content_types, "application/json");
     assert_eq!(c.client.burst, 50);
     assert_eq!(c.client.qps, 25.0);
-    assert_eq!(c.client.kubeconfig.as_deref(), Some("/var/lib/kube-proxy/kubeconfig.conf".as_ref()));
+    assert_eq!(
+        c.client.kubeconfig.as_deref(),
+        Some("/var/lib/kube-proxy/kubeconfig.conf".as_ref())
+    );
     assert_eq!(
         c.detect_local,
-        DetectLocal::ClusterCidr(vec!["10.244.0.0/16".parse().unwrap(), "fd00:10:244::/56".parse().unwrap()])
+        DetectLocal::ClusterCidr(vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "fd00:10:244::/56".parse().unwrap()
+        ])
     );
     assert_eq!(c.config_sync_period, Duration::from_secs(600));
     assert_eq!(c.conntrack.max_per_core, 0);
     assert_eq!(c.conntrack.min, 65536);
     assert!(c.conntrack.tcp_be_liberal);
-    assert_eq!(c.conntrack.tcp_close_wait_timeout, Duration::from_secs(1800));
-    assert_eq!(c.conntrack.tcp_established_timeout, Duration::from_secs(43200));
+    assert_eq!(
+        c.conntrack.tcp_close_wait_timeout,
+        Duration::from_secs(1800)
+    );
+    assert_eq!(
+        c.conntrack.tcp_established_timeout,
+        Duration::from_secs(43200)
+    );
     assert_eq!(c.conntrack.udp_stream_timeout, Duration::from_secs(120));
     assert_eq!(c.conntrack.udp_timeout, Duration::from_secs(30));
     assert!(c.enable_profiling);
     assert_eq!(c.feature_gates.get("SomeGate"), Some(&true));
-    assert_eq!(c.healthz_bind_address, Some("0.0.0.0:12345".parse().unwrap()));
-    assert_eq!(c.metrics_bind_address, Some("0.0.0.0:10249".parse().unwrap()));
+    assert_eq!(
+        c.healthz_bind_address,
+        Some("0.0.0.0:12345".parse().unwrap())
+    );
+    assert_eq!(
+        c.metrics_bind_address,
+        Some("0.0.0.0:10249".parse().unwrap())
+    );
     assert_eq!(c.hostname_override.as_deref(), Some("Worker-1"));
     assert!(!c.localhost_node_ports);
     assert!(c.masquerade_all);
@@ -121,7 +142,10 @@ fn every_field_is_read() {
     assert_eq!(c.ipvs.udp_timeout, Duration::from_secs(7));
     assert_eq!(c.logging_format, "json");
     assert_eq!(c.verbosity, 3);
-    assert_eq!(c.node_port_addresses, NodePortAddresses::Cidrs(vec!["192.168.0.0/16".parse().unwrap()]));
+    assert_eq!(
+        c.node_port_addresses,
+        NodePortAddresses::Cidrs(vec!["192.168.0.0/16".parse().unwrap()])
+    );
     assert_eq!(c.oom_score_adj, -500);
     assert_eq!(c.show_hidden_metrics_for_version.as_deref(), Some("1.33"));
 }
@@ -145,10 +169,16 @@ fn mode_selects_the_section_for_sync_periods_and_masquerading() {
 
 #[test]
 fn config_file_replaces_config_bound_flags() {
-    let file = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n";
+    let file =
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n";
     let l = load_file(
         file,
-        &["--proxy-mode=nftables", "--masquerade-all", "--cluster-cidr=10.0.0.0/8", "--iptables-sync-period=5s"],
+        &[
+            "--proxy-mode=nftables",
+            "--masquerade-all",
+            "--cluster-cidr=10.0.0.0/8",
+            "--iptables-sync-period=5s",
+        ],
     )
     .unwrap();
     assert_eq!(l.config.mode, ProxyMode::Ipvs);
@@ -156,7 +186,12 @@ fn config_file_replaces_config_bound_flags() {
     assert_eq!(l.config.detect_local, DetectLocal::ClusterCidr(vec![]));
     assert_eq!(l.config.sync_period, Duration::from_secs(30));
     let w = l.warnings.join("\n");
-    for flag in ["--proxy-mode", "--masquerade-all", "--cluster-cidr", "--iptables-sync-period"] {
+    for flag in [
+        "--proxy-mode",
+        "--masquerade-all",
+        "--cluster-cidr",
+        "--iptables-sync-period",
+    ] {
         assert!(w.contains(flag), "{flag} not reported as ignored in {w}");
     }
 }
@@ -193,7 +228,10 @@ fn some_flags_still_apply_over_the_file() {
 
 #[test]
 fn blank_hostname_override_is_an_error() {
-    assert!(matches!(common::err(&["--hostname-override=  "]), ConfigError::HostnameOverride));
+    assert!(matches!(
+        common::err(&["--hostname-override=  "]),
+        ConfigError::HostnameOverride
+    ));
 }
 
 #[test]
@@ -203,13 +241,23 @@ fn unknown_and_duplicate_fields_warn_and_still_load() {
     let l = load_file(text, &[]).unwrap();
     assert_eq!(l.config.masquerade_bit, 9);
     let w = l.warnings.join("\n");
-    assert!(w.contains("\"bogus\"") && w.contains("\"iptables.extra\""), "{w}");
-    assert!(!w.contains("AnyGate"), "feature gate names are free-form: {w}");
+    assert!(
+        w.contains("\"bogus\"") && w.contains("\"iptables.extra\""),
+        "{w}"
+    );
+    assert!(
+        !w.contains("AnyGate"),
+        "feature gate names are free-form: {w}"
+    );
 
     let dup = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nmode: nftables\n";
     let l = load_file(dup, &[]).unwrap();
     assert_eq!(l.config.mode, ProxyMode::Nftables);
-    assert!(l.warnings.iter().any(|w| w.contains("lenient")), "{:?}", l.warnings);
+    assert!(
+        l.warnings.iter().any(|w| w.contains("lenient")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]
@@ -253,9 +301,24 @@ fn write_config_to_round_trips() {
     let out = dir.path().join("written.yaml");
     let flag_sets: &[&[&str]] = &[
         &[],
-        &["--proxy-mode=ipvs", "--ipvs-sync-period=20s", "--ipvs-scheduler=sh", "--masquerade-all"],
-        &["--proxy-mode=nftables", "--iptables-min-sync-period=3s", "--masquerade-all", "--cluster-cidr=10.1.0.0/16"],
-        &["--hostname-override=n1", "--nodeport-addresses=primary", "--feature-gates=X=true", "-v=2"],
+        &[
+            "--proxy-mode=ipvs",
+            "--ipvs-sync-period=20s",
+            "--ipvs-scheduler=sh",
+            "--masquerade-all",
+        ],
+        &[
+            "--proxy-mode=nftables",
+            "--iptables-min-sync-period=3s",
+            "--masquerade-all",
+            "--cluster-cidr=10.1.0.0/16",
+        ],
+        &[
+            "--hostname-override=n1",
+            "--nodeport-addresses=primary",
+            "--feature-gates=X=true",
+            "-v=2",
+        ],
     ];
     for flags in flag_sets {
         let mut args = vec![format!("--write-config-to={}", out.display())];
@@ -269,7 +332,11 @@ fn write_config_to_round_trips() {
         expect.config_file = again.config.config_file.clone();
         assert_eq!(again.config, expect, "{flags:?}");
         assert_eq!(again.raw, first.raw, "{flags:?}");
-        assert!(again.warnings.iter().all(|w| !w.contains("lenient")), "{:?}", again.warnings);
+        assert!(
+            again.warnings.iter().all(|w| !w.contains("lenient")),
+            "{:?}",
+            again.warnings
+        );
     }
 }
 
