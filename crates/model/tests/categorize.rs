@@ -397,3 +397,91 @@ fn build_applies_policies_and_node_zone() {
         assert_eq!(plain.cluster_endpoints.len(), 3, "node {node:?}");
     }
 }
+
+#[test]
+fn hints_decide_not_service_fields() {
+    // Upstream kube-proxy (1.33+) trusts the hints: the EndpointSlice controller only writes them when
+    // trafficDistribution or the topology annotation asks for them.
+    let hinted = |svc: &str, node_hints: bool| {
+        let hint = |zone: &str, node: &str| {
+            if node_hints {
+                json!({"forZones": [{"name": zone}], "forNodes": [{"name": node}]})
+            } else {
+                json!({"forZones": [{"name": zone}]})
+            }
+        };
+        slice(
+            "ns",
+            &format!("{svc}-1"),
+            svc,
+            "IPv4",
+            json!([{"name": "", "port": 8080}]),
+            json!([
+                ep(
+                    "10.0.0.1",
+                    json!({"nodeName": NODE, "hints": hint("z2", NODE)})
+                ),
+                ep(
+                    "10.0.0.2",
+                    json!({"nodeName": "node-b", "hints": hint("z1", "node-b")})
+                ),
+            ]),
+        )
+    };
+    let services = vec![
+        service(
+            "ns",
+            "same-node",
+            json!({"clusterIP": "10.96.0.1", "trafficDistribution": "PreferSameNode"}),
+        ),
+        service(
+            "ns",
+            "same-node-zone-only",
+            json!({"clusterIP": "10.96.0.2", "trafficDistribution": "PreferSameNode"}),
+        ),
+        service("ns", "no-field", json!({"clusterIP": "10.96.0.3"})),
+        service(
+            "ns",
+            "no-hints",
+            json!({"clusterIP": "10.96.0.4", "trafficDistribution": "PreferSameZone"}),
+        ),
+    ];
+    let slices = vec![
+        hinted("same-node", true),
+        hinted("same-node-zone-only", false),
+        hinted("no-field", false),
+        slice(
+            "ns",
+            "no-hints-1",
+            "no-hints",
+            "IPv4",
+            json!([{"name": "", "port": 8080}]),
+            json!([ep("10.0.0.1", json!({})), ep("10.0.0.2", json!({}))]),
+        ),
+    ];
+    let out = build(
+        &objects(services, slices, Some(node_in_zone("z1"))),
+        IpFamily::V4,
+    );
+    let cluster = |name: &str| addrs(&port(&out.state, "ns", name).cluster_endpoints);
+    assert_eq!(
+        cluster("same-node"),
+        ["10.0.0.1:8080"],
+        "node hints for this node win"
+    );
+    assert_eq!(
+        cluster("same-node-zone-only"),
+        ["10.0.0.2:8080"],
+        "no node hints: zone hints"
+    );
+    assert_eq!(
+        cluster("no-field"),
+        ["10.0.0.2:8080"],
+        "hints apply without a service field"
+    );
+    assert_eq!(
+        cluster("no-hints"),
+        ["10.0.0.1:8080", "10.0.0.2:8080"],
+        "a field without hints does nothing"
+    );
+}
