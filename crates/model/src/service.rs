@@ -37,7 +37,8 @@ impl Rejector<'_> {
         } else {
             format!("{} {}/{}", self.kind, self.namespace, self.name)
         };
-        tracing::warn!(%object, reason = ?kind, "ignoring invalid part of object");
+        // Debug only: builds repeat every sync, so the caller logs (and deduplicates) the returned rejections.
+        tracing::debug!(%object, reason = ?kind, "ignoring invalid part of object");
         self.out.push(Rejection { object, kind });
     }
 }
