@@ -8,15 +8,18 @@
 
 pub mod applier;
 pub mod chains;
+mod cleanup;
 mod config;
 mod error;
 pub mod exec;
+mod jumps;
 mod render;
 mod services;
 pub mod sim;
 pub mod sysctl;
 
-pub use applier::{cleanup, IptablesDataplane, SyncKind, SyncReport};
+pub use applier::{IptablesDataplane, SyncKind, SyncReport};
+pub use cleanup::cleanup;
 pub use config::{LocalDetector, NodePortAddresses, RenderConfig, RenderScope};
 pub use error::IptablesError;
 pub use exec::{detect_backend, Backend, IptablesExec, RealExec, Table};
