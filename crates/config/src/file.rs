@@ -120,6 +120,8 @@ fn strip_nulls(obj: &mut Map<String, Value>) {
 fn known_keys_template() -> Value {
     let mut full = KubeProxyConfiguration::defaulted();
     full.windows_run_as_service = true;
+    full.feature_gates.insert("Any".into(), true);
+    full.iptables.snat_node_internal_ip = Some(false);
     full.logging.vmodule = Some(Value::Array(Vec::new()));
     serde_json::to_value(full).unwrap_or(Value::Null)
 }

@@ -109,6 +109,10 @@ pub fn resolve(flags: &ProxyFlags) -> Result<Loaded, ConfigError> {
             internal.v.hostname_override = trimmed.to_lowercase();
         }
     }
+    let file_name = &internal.v.hostname_override;
+    if !file_name.is_empty() && file_name.trim().is_empty() {
+        return Err(ConfigError::HostnameOverride);
+    }
     let errs = validate(&internal);
     if !errs.is_empty() {
         return Err(ConfigError::Validate(errs));
@@ -125,6 +129,17 @@ pub fn resolve(flags: &ProxyFlags) -> Result<Loaded, ConfigError> {
         warnings,
         write_config_to: flags.write_config_to.clone(),
     })
+}
+
+impl Loaded {
+    /// Does what `--write-config-to` asks, if it was given: writes [`Loaded::raw`] as YAML and
+    /// returns `true` (the binary then exits 0). Returns `false` when the flag is absent.
+    pub fn write_config_if_requested(&self) -> Result<bool, ConfigError> {
+        match &self.write_config_to {
+            Some(path) => crate::file::write_config_file(&self.raw, path).map(|()| true),
+            None => Ok(false),
+        }
+    }
 }
 
 /// Upstream's deprecated `--healthz-port`/`--metrics-port` handling: port 0 disables the

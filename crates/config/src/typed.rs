@@ -101,7 +101,8 @@ pub struct ConntrackConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     pub mode: ProxyMode,
-    /// Lower-cased `--hostname-override` / `hostnameOverride`, if any.
+    /// `--hostname-override` / `hostnameOverride`, trimmed and lower-cased as upstream does
+    /// before using it as the node name; `None` means "use the hostname".
     pub hostname_override: Option<String>,
     /// The node's primary IP override (`bindAddress`); `0.0.0.0`/`::` means "detect".
     pub bind_address: IpAddr,
@@ -153,6 +154,14 @@ fn socket(s: &str) -> Option<SocketAddr> {
 }
 
 impl ProxyConfig {
+    /// The configuration kube-proxy runs with when given no flags at all (handy in tests).
+    pub fn defaults() -> Self {
+        match crate::load::resolve(&ProxyFlags::default()) {
+            Ok(loaded) => loaded.config,
+            Err(e) => unreachable!("built-in defaults are valid: {e}"),
+        }
+    }
+
     /// Types a validated internal configuration.
     pub(crate) fn from_internal(c: &Internal, flags: &ProxyFlags) -> Self {
         let v = &c.v;
@@ -192,7 +201,7 @@ impl ProxyConfig {
         let ct = &v.conntrack;
         ProxyConfig {
             mode,
-            hostname_override: non_empty(&v.hostname_override),
+            hostname_override: non_empty(v.hostname_override.trim()).map(|h| h.to_lowercase()),
             bind_address: v.bind_address.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
             bind_address_hard_fail: v.bind_address_hard_fail,
             healthz_bind_address: socket(&v.healthz_bind_address),

@@ -39,7 +39,7 @@ pub struct KubeProxyConfiguration {
     pub detect_local_mode: String,
     #[serde(rename = "enableProfiling")]
     pub enable_profiling: bool,
-    #[serde(rename = "featureGates")]
+    #[serde(rename = "featureGates", skip_serializing_if = "BTreeMap::is_empty")]
     pub feature_gates: BTreeMap<String, bool>,
     #[serde(rename = "healthzBindAddress")]
     pub healthz_bind_address: String,
@@ -79,6 +79,15 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Go prints a whole float32 without a fraction (`qps: 5`); keep that look.
+fn qps_like_go<S: serde::Serializer>(qps: &f32, s: S) -> Result<S::Ok, S::Error> {
+    if qps.fract() == 0.0 && qps.abs() < 1e9 {
+        s.serialize_i64(*qps as i64)
+    } else {
+        s.serialize_f32(*qps)
+    }
+}
+
 /// `clientConnection`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -91,7 +100,7 @@ pub struct ClientConnection {
     pub content_type: String,
     #[serde(rename = "kubeconfig")]
     pub kubeconfig: String,
-    #[serde(rename = "qps")]
+    #[serde(rename = "qps", serialize_with = "qps_like_go")]
     pub qps: f32,
 }
 
@@ -143,6 +152,9 @@ pub struct IptablesSection {
     pub masquerade_bit: Option<i32>,
     #[serde(rename = "minSyncPeriod")]
     pub min_sync_period: GoDuration,
+    /// Accepted from newer upstream files; not used.
+    #[serde(rename = "snatNodeInternalIP", skip_serializing_if = "Option::is_none")]
+    pub snat_node_internal_ip: Option<bool>,
     #[serde(rename = "syncPeriod")]
     pub sync_period: GoDuration,
 }

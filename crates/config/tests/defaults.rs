@@ -18,7 +18,7 @@ fn v1alpha1_defaults_match_upstream() {
         "bindAddress": "0.0.0.0",
         "bindAddressHardFail": false,
         "clientConnection": {"acceptContentTypes": "", "burst": 10,
-            "contentType": "application/vnd.kubernetes.protobuf", "kubeconfig": "", "qps": 5.0},
+            "contentType": "application/vnd.kubernetes.protobuf", "kubeconfig": "", "qps": 5},
         "clusterCIDR": "",
         "configSyncPeriod": "15m0s",
         "conntrack": {"maxPerCore": 32768, "min": 131072, "tcpBeLiberal": false,
@@ -27,7 +27,6 @@ fn v1alpha1_defaults_match_upstream() {
         "detectLocal": {"bridgeInterface": "", "interfaceNamePrefix": ""},
         "detectLocalMode": "",
         "enableProfiling": false,
-        "featureGates": {},
         "healthzBindAddress": "0.0.0.0:10256",
         "hostnameOverride": "",
         "iptables": {"localhostNodePorts": true, "masqueradeAll": false, "masqueradeBit": 14,
@@ -153,4 +152,12 @@ fn ipvs_sync_defaults_depend_on_where_the_mode_comes_from() {
     assert_eq!(l.config.mode, ProxyMode::Ipvs);
     assert_eq!(l.config.sync_period, Duration::from_secs(30));
     assert_eq!(l.config.min_sync_period, Duration::ZERO);
+}
+
+#[test]
+fn proxy_config_defaults_equal_an_empty_command_line() {
+    assert_eq!(
+        kube_proxy_config::ProxyConfig::defaults(),
+        common::ok(&[]).config
+    );
 }

@@ -128,7 +128,9 @@ fn every_field_is_read() {
         c.metrics_bind_address,
         Some("0.0.0.0:10249".parse().unwrap())
     );
-    assert_eq!(c.hostname_override.as_deref(), Some("Worker-1"));
+    // Used as the node name: trimmed and lower-cased (the raw object keeps the file's text).
+    assert_eq!(c.hostname_override.as_deref(), Some("worker-1"));
+    assert_eq!(l.raw.hostname_override, "Worker-1");
     assert!(!c.localhost_node_ports);
     assert!(c.masquerade_all);
     assert_eq!(c.masquerade_bit, 13);
@@ -326,7 +328,7 @@ fn write_config_to_round_trips() {
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let first = common::ok(&arg_refs);
         assert_eq!(first.write_config_to.as_deref(), Some(out.as_path()));
-        kube_proxy_config::write_config_file(&first.raw, &out).unwrap();
+        assert!(first.write_config_if_requested().unwrap());
         let again = common::ok(&[&format!("--config={}", out.display())]);
         let mut expect = first.config.clone();
         expect.config_file = again.config.config_file.clone();
@@ -348,4 +350,53 @@ fn raw_config_serialises_to_json_for_configz() {
     assert_eq!(json["nftables"]["syncPeriod"], "30s");
     assert_eq!(json["iptables"]["syncPeriod"], "0s");
     assert_eq!(json["nodePortAddresses"], serde_json::json!(["primary"]));
+}
+
+#[test]
+fn blank_hostname_override_in_the_file_is_an_error() {
+    let blank = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nhostnameOverride: \"  \"\n";
+    assert!(matches!(
+        load_file(blank, &[]),
+        Err(ConfigError::HostnameOverride)
+    ));
+    // An empty flag means "not given".
+    assert_eq!(
+        common::ok(&["--hostname-override="])
+            .config
+            .hostname_override,
+        None
+    );
+}
+
+#[test]
+fn written_yaml_looks_like_upstream() {
+    let l = common::ok(&[]);
+    assert!(!l.write_config_if_requested().unwrap());
+    let yaml = kube_proxy_config::to_yaml(&l.raw).unwrap();
+    for line in [
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
+        "kind: KubeProxyConfiguration",
+        "  qps: 5",
+        "configSyncPeriod: 15m0s",
+        "  tcpEstablishedTimeout: 24h0m0s",
+        "mode: iptables",
+    ] {
+        assert!(
+            yaml.lines().any(|l| l == line),
+            "{line:?} missing from:\n{yaml}"
+        );
+    }
+    assert!(
+        !yaml.contains("featureGates"),
+        "empty featureGates is omitted:\n{yaml}"
+    );
+    // Keys come out sorted, as upstream's encoder writes them.
+    let top: Vec<&str> = yaml
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    let mut sorted = top.clone();
+    sorted.sort();
+    assert_eq!(top, sorted);
 }
