@@ -28,6 +28,9 @@ fn every_flag_lands_in_its_field() {
         (&["--proxy-mode=nftables"], |c| {
             c.mode == ProxyMode::Nftables
         }),
+        (&["--proxy-mode=ipvs", "--proxy-mode=nftables"], |c| {
+            c.mode == ProxyMode::Nftables
+        }),
         (&["--proxy-mode=userspace"], |c| {
             c.mode == ProxyMode::Userspace
         }),
