@@ -136,10 +136,12 @@ impl IptablesExec for RealExec {
                 source,
             })?;
         if !out.status.success() || write_result.is_err() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let context = failed_line_context(input, &stderr);
             return Err(IptablesError::Restore {
                 binary,
                 status: status_string(out.status),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: format!("{stderr}{context}"),
             });
         }
         Ok(())
@@ -192,6 +194,29 @@ impl IptablesExec for RealExec {
             detail: format!("{binary}: {} {}", out.status, stderr.trim()),
         })
     }
+}
+
+/// When `iptables-restore` names a failing line (legacy: "line N failed", nft: "Error occurred at line: N"),
+/// the input lines around it.
+pub fn failed_line_context(input: &str, stderr: &str) -> String {
+    let Some(n) = stderr.split("line").skip(1).find_map(|rest| {
+        rest.trim_start_matches([':', ' '])
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse::<usize>()
+            .ok()
+    }) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = input.lines().collect();
+    let from = n.saturating_sub(3).max(1);
+    let to = (n + 2).min(lines.len());
+    let mut s = String::from("\ninput around the failing line:");
+    for i in from..=to {
+        let mark = if i == n { ">" } else { " " };
+        s.push_str(&format!("\n{mark}{i:5}: {}", lines[i - 1]));
+    }
+    s
 }
 
 /// Chain names from `iptables-save` output (`:NAME POLICY [p:b]` lines).

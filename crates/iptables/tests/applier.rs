@@ -282,3 +282,27 @@ fn backend_detection() {
         "iptables-nft-save"
     );
 }
+
+#[test]
+fn restore_errors_show_the_failing_line() {
+    let input = "*nat\n:A - [0:0]\n-A A -j B\n-A A -j RETURN\nCOMMIT\n";
+    let ctx =
+        kube_proxy_iptables::exec::failed_line_context(input, "iptables-restore: line 3 failed");
+    assert!(ctx.contains(">    3: -A A -j B"), "{ctx}");
+    assert!(ctx.contains("     2: :A - [0:0]"), "{ctx}");
+    let ctx = kube_proxy_iptables::exec::failed_line_context(
+        input,
+        "Chain 'B' does not exist\nError occurred at line: 4\n",
+    );
+    assert!(
+        ctx.contains(">    4: -A A -j RETURN") && ctx.contains("     3: -A A -j B"),
+        "{ctx}"
+    );
+    assert_eq!(
+        kube_proxy_iptables::exec::failed_line_context(
+            input,
+            "Another app is currently holding the xtables lock"
+        ),
+        ""
+    );
+}

@@ -258,6 +258,22 @@ fn run_v4(backend: Backend) {
         .unwrap());
     assert_eq!(rule_lines(&save_all(&exec, family)), rule_lines(&save2));
 
+    // A rejected input is reported with the failing line, and changes nothing.
+    let before = rule_lines(&save_all(&exec, family));
+    let err = exec
+        .restore(
+            family,
+            "*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -j KUBE-NO-SUCH-CHAIN\nCOMMIT\n",
+            true,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("-A KUBE-SERVICES -j KUBE-NO-SUCH-CHAIN"),
+        "{err}"
+    );
+    assert_eq!(rule_lines(&save_all(&exec, family)), before);
+
     // Cleanup leaves only kubelet's KUBE-FIREWALL (as upstream's CleanupLeftovers).
     cleanup(exec.as_ref(), family).expect("cleanup");
     let after = save_all(&exec, family);
