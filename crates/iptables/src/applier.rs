@@ -9,9 +9,9 @@ use std::sync::Arc;
 use kube_proxy_model::{IpFamily, ProxyState};
 
 use crate::chains::KUBE_PROXY_CANARY;
-use crate::exec::{chains_in_save, IptablesExec, Table};
+use crate::exec::{chains_in_save, choose_backend, Backend, IptablesExec, RealExec, Table};
 use crate::jumps::{JUMPS, KUBELET_JUMPS};
-use crate::sysctl::{self, Sysctl};
+use crate::sysctl::{self, ProcSysctl, Sysctl};
 use crate::{render, IptablesError, RenderConfig, RenderScope};
 
 /// Whether a sync rewrote everything or only changed services.
@@ -73,6 +73,17 @@ impl IptablesDataplane {
             last_applied: None,
             need_full: true,
         })
+    }
+
+    /// A dataplane on the real binaries of `backend` (detected like iptables-wrapper when `None`) and the real
+    /// `/proc/sys`.
+    pub fn with_real_exec(
+        family: IpFamily,
+        cfg: RenderConfig,
+        backend: Option<Backend>,
+    ) -> Result<IptablesDataplane, IptablesError> {
+        let exec = Arc::new(RealExec::new(choose_backend(backend)));
+        IptablesDataplane::new(exec, &ProcSysctl, family, cfg)
     }
 
     pub fn family(&self) -> IpFamily {

@@ -3,7 +3,7 @@
 use kube_proxy_model::IpFamily;
 
 use crate::chains::*;
-use crate::exec::{chains_in_save, IptablesExec, Table};
+use crate::exec::{chains_in_save, choose_backend, Backend, IptablesExec, RealExec, Table};
 use crate::jumps::JUMPS;
 use crate::IptablesError;
 
@@ -71,4 +71,18 @@ pub fn cleanup(exec: &dyn IptablesExec, family: IpFamily) -> Result<(), Iptables
         return Ok(());
     }
     exec.restore(family, &input, true)
+}
+
+/// `--cleanup` for the host: [`cleanup`] for IPv4 and IPv6 with the real binaries of `backend` (detected when
+/// `None`). Both families are attempted; the first error is returned.
+pub fn cleanup_host(backend: Option<Backend>) -> Result<(), IptablesError> {
+    let exec = RealExec::new(choose_backend(backend));
+    let mut first_err = None;
+    for family in [IpFamily::V4, IpFamily::V6] {
+        if let Err(e) = cleanup(&exec, family) {
+            tracing::error!(?family, error = %e, "iptables cleanup failed");
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }

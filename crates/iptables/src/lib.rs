@@ -19,10 +19,10 @@ pub mod sim;
 pub mod sysctl;
 
 pub use applier::{IptablesDataplane, SyncKind, SyncReport};
-pub use cleanup::cleanup;
+pub use cleanup::{cleanup, cleanup_host};
 pub use config::{LocalDetector, NodePortAddresses, RenderConfig, RenderScope};
 pub use error::IptablesError;
-pub use exec::{detect_backend, Backend, IptablesExec, RealExec, Table};
+pub use exec::{choose_backend, detect_backend, Backend, IptablesExec, RealExec, Table};
 pub use render::{render, RenderedRules, LARGE_CLUSTER_ENDPOINTS_THRESHOLD};
 pub use services::probability;
 pub use sysctl::{ProcSysctl, Sysctl};

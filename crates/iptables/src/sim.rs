@@ -324,3 +324,57 @@ impl IptablesExec for FakeExec {
             .contains_key(chain))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenize_keeps_quoted_comments() {
+        let t = tokenize("-m comment --comment \"a b c\" -j X");
+        assert_eq!(
+            t,
+            vec!["-m", "comment", "--comment", "\"a b c\"", "-j", "X"]
+        );
+        assert_eq!(
+            jump_target("-m comment --comment \"-j Y\" -j X").as_deref(),
+            Some("X")
+        );
+    }
+
+    #[test]
+    fn restore_semantics() {
+        let mut s = SimIptables::default();
+        s.restore(
+            "*nat\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-A B -j RETURN\nCOMMIT\n",
+            true,
+        )
+        .unwrap();
+        // Deleting a referenced chain fails and changes nothing.
+        let before = s.clone();
+        assert!(s.restore("*nat\n:B - [0:0]\n-X B\nCOMMIT\n", true).is_err());
+        assert_eq!(s, before);
+        // Non-empty chains cannot be deleted; a `:` line flushes first.
+        assert!(s.restore("*nat\n-X B\nCOMMIT\n", true).is_err());
+        s.restore("*nat\n:A - [0:0]\n:B - [0:0]\n-X B\nCOMMIT\n", true)
+            .unwrap();
+        assert!(!s.table(Table::Nat).chains.contains_key("B"));
+        assert!(s.table(Table::Nat).chains["A"].is_empty());
+        // Jumps to missing chains and unknown chains are rejected; a missing COMMIT aborts.
+        assert!(s.restore("*nat\n-A A -j NOPE\nCOMMIT\n", true).is_err());
+        assert!(s
+            .restore("*nat\n-A NOPE -j RETURN\nCOMMIT\n", true)
+            .is_err());
+        assert!(s.restore("*nat\n-A A -j RETURN\n", true).is_err());
+        // Without --noflush the table is replaced.
+        s.restore("*nat\nCOMMIT\n", false).unwrap();
+        assert_eq!(s.table(Table::Nat), &SimTable::new(Table::Nat));
+        // -I position and -D.
+        s.restore(
+            "*filter\n-A INPUT -j ACCEPT\n-I INPUT 1 -j DROP\n-D INPUT -j ACCEPT\nCOMMIT\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(s.table(Table::Filter).chains["INPUT"], vec!["-j DROP"]);
+    }
+}
