@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub use sockets::{
-    tcp_echo_server, tcp_exchange, tcp_request, udp_echo_server, udp_exchange, udp_request,
-    EchoServer, Reply, RequestError,
+    tcp_echo_server, tcp_exchange, tcp_request, udp_echo_server, udp_exchange, udp_exchange_from,
+    udp_request, EchoServer, Reply, RequestError,
 };
 pub use topology::{pod_cidr, ClusterTopology, Family, Pod, TopologyOpts};
 

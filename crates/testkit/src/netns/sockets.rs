@@ -216,9 +216,20 @@ pub fn udp_exchange(ns: &Netns, dst: SocketAddr, timeout: Duration) -> Result<Re
     let unspecified: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
         .parse()
         .expect("valid");
+    udp_exchange_from(ns, unspecified, dst, timeout)
+}
+
+/// Like [`udp_exchange`], from a chosen local address and port: repeated requests from the same port reuse one
+/// conntrack entry, which is how tests observe stale UDP flows.
+pub fn udp_exchange_from(
+    ns: &Netns,
+    local: SocketAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> Result<Reply, RequestError> {
     let sock = ns
         .run_in(|| {
-            let s = UdpSocket::bind(unspecified)?;
+            let s = UdpSocket::bind(local)?;
             s.connect(dst)?;
             Ok::<_, std::io::Error>(s)
         })?
