@@ -25,7 +25,7 @@ pub const EXT_PREFIX: &str = "KUBE-EXT-";
 pub const SEP_PREFIX: &str = "KUBE-SEP-";
 
 /// nfacct counter counting localhost NodePort packets (upstream's metric source).
-pub const NFACCT_LOCALHOST_NODEPORTS: &str = "localhost_nodeports_accepted_pkts";
+pub const NFACCT_LOCALHOST_NODEPORTS: &str = "localhost_nps_accepted_pkts";
 /// nfacct counter counting packets dropped for ctstate INVALID.
 pub const NFACCT_CT_STATE_INVALID: &str = "ct_state_invalid_dropped_pkts";
 

@@ -372,7 +372,7 @@ fn nodeport_addresses_and_localhost() {
     assert_eq!(tail.len(), 2, "{tail:?}");
     assert!(tail[0].contains("-d 192.168.0.2 -j KUBE-NODEPORTS"));
     assert!(tail[1].contains("-d 127.0.0.1 -j KUBE-NODEPORTS"));
-    assert!(out.contains("-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3003 -m nfacct --nfacct-name localhost_nodeports_accepted_pkts -j KUBE-EXT-X27LE4BHSL4DOUIK\n"));
+    assert!(out.contains("-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3003 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-X27LE4BHSL4DOUIK\n"));
     assert!(out.contains("-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP\n"));
     insta::assert_snapshot!("nodeport_addresses_ips", out);
 
@@ -420,4 +420,57 @@ fn counts_rules_per_table() {
     assert_eq!(r.nat_rules_total, r.nat_rules);
     assert!(r.filter.starts_with("*filter\n") && r.filter.ends_with("COMMIT\n"));
     assert!(r.nat.starts_with("*nat\n") && r.nat.ends_with("COMMIT\n"));
+}
+
+/// A mixed scenario (ClusterIP, eTP=Local LB without local endpoints, NodePort, externalIP with a local and a
+/// remote endpoint, LB with source ranges and affinity, no-endpoint ClusterIP) with nfacct counters present and
+/// without `--random-fully`.
+fn mixed_state() -> ProxyState {
+    let mut s1 = svc(name("ns1", "svc1", "p80"), "172.30.0.41", 80);
+    s1.endpoints = vec![ep("10.180.0.1", 80, false)];
+    let mut s2 = svc(name("ns2", "svc2", "p80"), "172.30.0.42", 80);
+    s2.node_port = Some(3001);
+    s2.load_balancer_ips = vec![ip("1.2.3.4")];
+    s2.external_ips = vec![ip("192.168.99.22")];
+    s2.external_policy_local = true;
+    s2.health_check_node_port = Some(30000);
+    s2.endpoints = vec![ep("10.180.0.2", 80, false)];
+    let mut s3 = svc(name("ns3", "svc3", "p80"), "172.30.0.43", 80);
+    s3.node_port = Some(3003);
+    s3.endpoints = vec![ep("10.180.0.3", 80, false)];
+    let mut s4 = svc(name("ns4", "svc4", "p80"), "172.30.0.44", 80);
+    s4.external_ips = vec![ip("192.168.99.33")];
+    s4.endpoints = vec![ep("10.180.0.4", 80, false), ep("10.180.0.5", 80, true)];
+    let mut s5 = svc(name("ns5", "svc5", "p80"), "172.30.0.45", 80);
+    s5.node_port = Some(3002);
+    s5.load_balancer_ips = vec![ip("5.6.7.8")];
+    s5.load_balancer_source_ranges = vec!["203.0.113.0/25".parse().unwrap()];
+    s5.session_affinity_timeout = Some(10800);
+    s5.endpoints = vec![ep("10.180.0.3", 80, false)];
+    let s6 = svc(name("ns6", "svc6", "p80"), "172.30.0.46", 80);
+    state(
+        IpFamily::V4,
+        [s1, s2, s3, s4, s5, s6].into_iter().map(finish).collect(),
+    )
+}
+
+#[test]
+fn mixed_scenario() {
+    let c = RenderConfig {
+        local_detector: LocalDetector::Cidrs(vec!["10.0.0.0/8".parse().unwrap()]),
+        nfacct: true,
+        random_fully: false,
+        ..cfg()
+    };
+    let r = render(&mixed_state(), &c, &RenderScope::Full);
+    let out = r.restore_input();
+    assert!(out.contains("-A KUBE-NODEPORTS -m comment --comment ns2/svc2:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3001 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-GNZBNJ2PO5MGZ6GT\n"));
+    assert!(out.contains("-A KUBE-SVC-NUKIZ6OKUXPJNT4C -m comment --comment \"ns5/svc5:p80 -> 10.180.0.3:80\" -m recent --name KUBE-SEP-I77PXRDZVX7PMWMN --rcheck --seconds 10800 --reap -j KUBE-SEP-I77PXRDZVX7PMWMN\n"));
+    assert!(out.contains("-A KUBE-SEP-C6EBXVWJJZMIWKLZ -m comment --comment ns4/svc4:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.5:80\n"));
+    assert!(
+        out.contains("-j MASQUERADE\n"),
+        "no --random-fully when disabled"
+    );
+    assert_eq!(r.no_local_endpoints_external, 1);
+    insta::assert_snapshot!("mixed_scenario", out);
 }
