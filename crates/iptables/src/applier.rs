@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kube_proxy_model::{IpFamily, ProxyState};
 
@@ -45,7 +46,12 @@ pub struct IptablesDataplane {
     cfg: RenderConfig,
     last_applied: Option<Arc<ProxyState>>,
     need_full: bool,
+    full_sync_period: Duration,
+    last_full: Option<Instant>,
 }
+
+/// Upstream's `FullSyncPeriod`: a full resync at least this often even when nothing asks for one.
+pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
 impl IptablesDataplane {
     /// Prepares the host: sets `route_localnet=1` when IPv4 localhost NodePorts are in effect, and skips the
@@ -72,6 +78,8 @@ impl IptablesDataplane {
             cfg,
             last_applied: None,
             need_full: true,
+            full_sync_period: FULL_SYNC_PERIOD,
+            last_full: None,
         })
     }
 
@@ -84,6 +92,11 @@ impl IptablesDataplane {
     ) -> Result<IptablesDataplane, IptablesError> {
         let exec = Arc::new(RealExec::new(choose_backend(backend)));
         IptablesDataplane::new(exec, &ProcSysctl, family, cfg)
+    }
+
+    /// Changes how often a full sync happens regardless of changes (default [`FULL_SYNC_PERIOD`]).
+    pub fn set_full_sync_period(&mut self, period: Duration) {
+        self.full_sync_period = period;
     }
 
     pub fn family(&self) -> IpFamily {
@@ -99,8 +112,9 @@ impl IptablesDataplane {
         self.last_applied.as_ref()
     }
 
-    /// Programs `state`. Full when asked, on the first sync, after any failure, or when the canary chain
-    /// has disappeared (someone flushed iptables); partial otherwise.
+    /// Programs `state`. Full when asked, on the first sync, after any failure, when the canary chain has
+    /// disappeared (someone flushed iptables), or when the last full sync is older than the full-sync period;
+    /// partial otherwise.
     pub fn sync(
         &mut self,
         state: &Arc<ProxyState>,
@@ -114,7 +128,10 @@ impl IptablesDataplane {
         }
         let result = self.try_sync(state, force_full);
         match &result {
-            Ok(_) => {
+            Ok(report) => {
+                if report.kind == SyncKind::Full {
+                    self.last_full = Some(Instant::now());
+                }
                 self.last_applied = Some(state.clone());
                 self.need_full = false;
             }
@@ -131,7 +148,10 @@ impl IptablesDataplane {
         state: &Arc<ProxyState>,
         force_full: bool,
     ) -> Result<SyncReport, IptablesError> {
-        let mut full = force_full || self.need_full || self.last_applied.is_none();
+        let overdue = self
+            .last_full
+            .is_none_or(|t| t.elapsed() >= self.full_sync_period);
+        let mut full = force_full || self.need_full || self.last_applied.is_none() || overdue;
         if !full
             && !self
                 .exec

@@ -18,7 +18,7 @@ mod services;
 pub mod sim;
 pub mod sysctl;
 
-pub use applier::{IptablesDataplane, SyncKind, SyncReport};
+pub use applier::{IptablesDataplane, SyncKind, SyncReport, FULL_SYNC_PERIOD};
 pub use cleanup::{cleanup, cleanup_host};
 pub use config::{LocalDetector, NodePortAddresses, RenderConfig, RenderScope};
 pub use error::IptablesError;

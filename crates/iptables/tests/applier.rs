@@ -48,6 +48,21 @@ fn first_sync_is_full_then_partial() {
 }
 
 #[test]
+fn full_sync_period_forces_full_syncs() {
+    let exec = Arc::new(FakeExec::default());
+    let mut dp = dataplane(&exec);
+    dp.set_full_sync_period(std::time::Duration::ZERO);
+    assert_eq!(
+        dp.sync(&st(&["10.0.0.1"]), false).unwrap().kind,
+        SyncKind::Full
+    );
+    assert_eq!(
+        dp.sync(&st(&["10.0.0.2"]), false).unwrap().kind,
+        SyncKind::Full
+    );
+}
+
+#[test]
 fn jump_rules_and_canaries_are_installed_once() {
     let exec = Arc::new(FakeExec::default());
     let mut dp = dataplane(&exec);
