@@ -1,0 +1,83 @@
+//! UDP through the userspace proxy on loopback: echo with replies sourced from the service address, per-client
+//! flows and retry after a backend that answers "port unreachable".
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use kube_proxy_model::Protocol;
+use kube_proxy_userspace::{UserspaceConfig, UserspaceProxy};
+use tokio::net::UdpSocket;
+
+async fn exchange(client: &UdpSocket, to: SocketAddr, msg: &[u8]) -> SocketAddr {
+    client.send_to(msg, to).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = client.recv_from(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], msg);
+    from
+}
+
+fn free_udp_port(ip: std::net::IpAddr) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn udp_echo_replies_come_from_the_service_address() {
+    let backend = udp_echo_backend().await;
+    let vip = ip("127.0.77.20");
+    let port = free_udp_port(vip);
+    let st = state(vec![service("dns", Protocol::Udp, vip, port, &[backend])]);
+    let proxy = UserspaceProxy::new(UserspaceConfig::default(), st.clone());
+    assert!(proxy.apply(st).await.is_complete());
+    let to = SocketAddr::new(vip, port);
+    let c1 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c2 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(exchange(&c1, to, b"hello").await, to);
+    assert_eq!(exchange(&c2, to, b"world!").await, to);
+    assert_eq!(exchange(&c1, to, b"again").await, to);
+    let m = &proxy.metrics_snapshot()[&name("dns", Protocol::Udp)];
+    assert_eq!(m.bytes_in, 16);
+    assert_eq!(m.bytes_out, 16);
+    assert!(m.accepted_total >= 2);
+}
+
+#[tokio::test]
+async fn udp_flow_to_an_unreachable_backend_moves_to_the_next() {
+    let dead = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let backend = udp_echo_backend().await;
+    let vip = ip("127.0.77.21");
+    let port = free_udp_port(vip);
+    let svc = service("udp-dead", Protocol::Udp, vip, port, &[dead, backend]);
+    let st = state(vec![svc.clone()]);
+    let proxy = UserspaceProxy::new(UserspaceConfig::default(), st.clone());
+    assert!(proxy.apply(st).await.is_complete());
+    let to = SocketAddr::new(vip, port);
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Retransmit like a real UDP client until an answer arrives; only the live backend can answer.
+    let mut buf = [0u8; 64];
+    let mut answered = false;
+    for _ in 0..50 {
+        client.send_to(b"ping", to).await.unwrap();
+        if let Ok(Ok((n, from))) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            client.recv_from(&mut buf),
+        )
+        .await
+        {
+            assert_eq!((&buf[..n], from), (&b"ping"[..], to));
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "the live backend never answered");
+    let m = wait_metrics(&proxy, &svc.name, |_| true).await;
+    assert!(m.dial_failures <= 1);
+}
