@@ -44,6 +44,8 @@ pub struct SyncOutcome<'a> {
 
 /// Hears what the runner does. Every method has a no-op default.
 pub trait SyncListener: Send + Sync + 'static {
+    /// The runner took a snapshot of the objects for a sync.
+    fn snapshot_taken(&self, _snapshot: &crate::Snapshot) {}
     /// A change arrived and a sync is now pending for every family.
     fn queued(&self) {}
     /// A family synced successfully.

@@ -11,5 +11,7 @@ mod runner;
 mod schedule;
 
 pub use dataplane::{Dataplane, DataplaneError, SyncListener, SyncOutcome, SyncReport};
-pub use runner::{Runner, RunnerConfig, StateSource};
+pub use runner::{Runner, RunnerConfig, Snapshot, StateSource};
+
+mod tracker_source;
 pub use schedule::{Schedule, ScheduleConfig};

@@ -6,20 +6,31 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kube_proxy_model::{build_state, ClusterObjects, NodeContext, ProxyState, Rejection};
-use tokio::sync::Notify;
 
 use crate::dataplane::{Dataplane, SyncListener, SyncOutcome};
 use crate::schedule::{Schedule, ScheduleConfig};
 
-/// Where the runner reads objects from (the change tracker).
+/// Where the runner reads objects from (the change tracker). The runner is its only consumer of change
+/// notifications.
 pub trait StateSource: Send + Sync + 'static {
     /// Every watched kind has finished its initial list.
     fn is_ready(&self) -> bool;
-    /// A snapshot of the objects and the instant the oldest change not yet taken was queued; taking a snapshot
-    /// marks pending changes as taken. `None` while not ready.
-    fn take_snapshot(&self) -> Option<(ClusterObjects, Option<Instant>)>;
-    /// Signalled (with `notify_one`, so no wake-up is lost) on every change and when readiness is reached.
-    fn notifier(&self) -> Arc<Notify>;
+    /// The objects now, marking pending changes as taken. `None` while not ready.
+    fn take_snapshot(&self) -> Option<Snapshot>;
+    /// Completes after something changed since the previous call completed (no wake-up is lost).
+    fn changed(&self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// What a source hands the runner at each sync.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub objects: ClusterObjects,
+    /// When the oldest change not yet taken was queued (for network-programming latency).
+    pub oldest_change: Option<Instant>,
+    /// Service changes seen since start.
+    pub service_changes_total: u64,
+    /// EndpointSlice changes seen since start.
+    pub endpoint_changes_total: u64,
 }
 
 /// Runner settings.
@@ -104,7 +115,6 @@ impl<S: StateSource> Runner<S> {
             _ = &mut shutdown => return,
         }
         tracing::info!("initial lists complete; starting to sync");
-        let notify = self.source.notifier();
         loop {
             if self.schedule.is_due(Instant::now()) {
                 self.sync_once().await;
@@ -113,7 +123,7 @@ impl<S: StateSource> Runner<S> {
             let due = tokio::time::Instant::from_std(self.schedule.next_due());
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
-                _ = notify.notified() => {
+                _ = source.changed() => {
                     self.schedule.request();
                     self.listener.queued();
                 }
@@ -127,11 +137,13 @@ impl<S: StateSource> Runner<S> {
         let start = Instant::now();
         self.schedule.started(start);
         self.syncs += 1;
-        let Some((objects, oldest_change)) = self.source.take_snapshot() else {
+        let Some(snapshot) = self.source.take_snapshot() else {
             tracing::debug!("source not ready; skipping sync");
             self.schedule.finished(true, Instant::now());
             return true;
         };
+        self.listener.snapshot_taken(&snapshot);
+        let (objects, oldest_change) = (&snapshot.objects, snapshot.oldest_change);
         let mut rejections = HashSet::new();
         let mut all_ok = true;
         for slot in &mut self.families {
@@ -139,7 +151,7 @@ impl<S: StateSource> Runner<S> {
                 continue;
             };
             let family = dataplane.family();
-            let out = build_state(&objects, &self.cfg.node, family, Some(&slot.built));
+            let out = build_state(objects, &self.cfg.node, family, Some(&slot.built));
             rejections.extend(out.rejections);
             let state = Arc::new(out.state);
             slot.built = state.clone();
@@ -202,8 +214,7 @@ impl<S: StateSource> Runner<S> {
 mod tests;
 
 async fn wait_ready<S: StateSource>(source: &Arc<S>) {
-    let notify = source.notifier();
     while !source.is_ready() {
-        notify.notified().await;
+        source.changed().await;
     }
 }

@@ -1,7 +1,7 @@
 //! Runner tests with a fake source and a fake dataplane.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube_proxy_model::{ClusterObjects, IpFamily, NodeContext, ProxyState, Rejection};
 use tokio::sync::Notify;
@@ -14,7 +14,7 @@ use crate::schedule::ScheduleConfig;
 struct FakeSource {
     ready: Mutex<bool>,
     objects: Mutex<ClusterObjects>,
-    notify: Arc<Notify>,
+    notify: Notify,
 }
 
 impl FakeSource {
@@ -29,12 +29,14 @@ impl StateSource for FakeSource {
     fn is_ready(&self) -> bool {
         *self.ready.lock().unwrap()
     }
-    fn take_snapshot(&self) -> Option<(ClusterObjects, Option<Instant>)> {
-        self.is_ready()
-            .then(|| (self.objects.lock().unwrap().clone(), None))
+    fn take_snapshot(&self) -> Option<crate::Snapshot> {
+        self.is_ready().then(|| crate::Snapshot {
+            objects: self.objects.lock().unwrap().clone(),
+            ..Default::default()
+        })
     }
-    fn notifier(&self) -> Arc<Notify> {
-        self.notify.clone()
+    fn changed(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.notify.notified()
     }
 }
 
