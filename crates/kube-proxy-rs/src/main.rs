@@ -1,4 +1,53 @@
 //! The `kube-proxy-rs` binary: parse configuration, wire sources, runner, dataplane and servers.
-mod node_addresses;
+//!
+//! Thin on purpose: every decision lives in a library crate; this file only dispatches.
+#![forbid(unsafe_code)]
 
-fn main() {}
+mod dataplanes;
+mod listener;
+mod node_addresses;
+mod render;
+mod run;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kube_proxy_config::ProxyFlags;
+
+/// A drop-in replacement for Kubernetes' kube-proxy.
+#[derive(Debug, Parser)]
+#[command(name = "kube-proxy-rs", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: ProxyFlags,
+    /// Ours: program the rules once, then exit and leave them in place.
+    #[arg(long = "sync-once")]
+    sync_once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the rules kube-proxy-rs would program for the given objects, without touching the kernel.
+    Render(render::RenderArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Some(Command::Render(args)) => render::main(args),
+        None => run::main(cli.flags, cli.sync_once),
+    }
+}

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
+use kube_proxy_config::NodePortAddresses;
+pub use kube_proxy_iptables::NodePortAddresses as NodePortSelection;
 use kube_proxy_model::IpFamily;
 
 /// Addresses configured on this host's interfaces (in the current network namespace).
@@ -48,46 +50,38 @@ pub fn node_ips(node: Option<&Node>, bind_address: Option<IpAddr>) -> Vec<IpAddr
     Vec::new()
 }
 
-/// Which local addresses accept NodePort traffic in one family.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodePortSelection {
-    /// Every local address (upstream's default in iptables mode).
-    All,
-    /// Only these addresses.
-    Ips(Vec<IpAddr>),
-}
-
-/// Resolves `nodePortAddresses` (CIDRs and/or `primary`) against this host's addresses for one family.
+/// Resolves `nodePortAddresses` against this host's addresses for one family.
 ///
-/// An empty list, or a CIDR covering the whole family, selects every local address.
+/// No CIDR of this family (or one covering the whole family) selects every local address, as upstream does;
+/// `primary` selects the node's IPs of this family.
 pub fn resolve_nodeport_addresses(
-    spec: &[String],
+    spec: &NodePortAddresses,
     family: IpFamily,
     local: &[IpAddr],
     node_ips: &[IpAddr],
 ) -> NodePortSelection {
-    let mut cidrs: Vec<IpNet> = Vec::new();
-    let mut primary = false;
-    for entry in spec {
-        if entry == "primary" {
-            primary = true;
-        } else if let Ok(net) = IpNet::from_str(entry) {
-            if family.contains(&net.addr()) {
-                cidrs.push(net);
+    let mut ips: Vec<IpAddr> = match spec {
+        NodePortAddresses::All => return NodePortSelection::All,
+        NodePortAddresses::Primary => node_ips
+            .iter()
+            .filter(|ip| family.contains(ip))
+            .copied()
+            .collect(),
+        NodePortAddresses::Cidrs(cidrs) => {
+            let mine: Vec<&IpNet> = cidrs
+                .iter()
+                .filter(|c| family.contains(&c.addr()))
+                .collect();
+            if mine.is_empty() || mine.iter().any(|c| c.prefix_len() == 0) {
+                return NodePortSelection::All;
             }
+            local
+                .iter()
+                .filter(|ip| family.contains(ip) && mine.iter().any(|c| c.contains(*ip)))
+                .copied()
+                .collect()
         }
-    }
-    if spec.is_empty() || cidrs.iter().any(|c| c.prefix_len() == 0) {
-        return NodePortSelection::All;
-    }
-    let mut ips: Vec<IpAddr> = local
-        .iter()
-        .filter(|ip| family.contains(ip) && cidrs.iter().any(|c| c.contains(*ip)))
-        .copied()
-        .collect();
-    if primary {
-        ips.extend(node_ips.iter().filter(|ip| family.contains(ip)));
-    }
+    };
     ips.sort();
     ips.dedup();
     NodePortSelection::Ips(ips)
@@ -127,30 +121,26 @@ mod tests {
     fn nodeport_address_resolution() {
         let local = [ip("127.0.0.1"), ip("10.0.0.5"), ip("192.168.1.5"), ip("fd00::5")];
         let nodes = [ip("10.0.0.5"), ip("fd00::5")];
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cidrs = |v: &[&str]| NodePortAddresses::Cidrs(v.iter().map(|x| x.parse().unwrap()).collect());
+        let r = |spec: &NodePortAddresses, f| resolve_nodeport_addresses(spec, f, &local, &nodes);
+        assert_eq!(r(&NodePortAddresses::All, IpFamily::V4), NodePortSelection::All);
+        assert_eq!(r(&cidrs(&["0.0.0.0/0"]), IpFamily::V4), NodePortSelection::All);
         assert_eq!(
-            resolve_nodeport_addresses(&[], IpFamily::V4, &local, &nodes),
-            NodePortSelection::All
-        );
-        assert_eq!(
-            resolve_nodeport_addresses(&s(&["0.0.0.0/0"]), IpFamily::V4, &local, &nodes),
-            NodePortSelection::All
-        );
-        assert_eq!(
-            resolve_nodeport_addresses(&s(&["192.168.0.0/16"]), IpFamily::V4, &local, &nodes),
+            r(&cidrs(&["192.168.0.0/16"]), IpFamily::V4),
             NodePortSelection::Ips(vec![ip("192.168.1.5")])
         );
+        assert_eq!(r(&cidrs(&["192.168.0.0/16"]), IpFamily::V6), NodePortSelection::All);
         assert_eq!(
-            resolve_nodeport_addresses(&s(&["primary"]), IpFamily::V4, &local, &nodes),
+            r(&cidrs(&["127.0.0.0/8", "10.0.0.0/8"]), IpFamily::V4),
+            NodePortSelection::Ips(vec![ip("10.0.0.5"), ip("127.0.0.1")])
+        );
+        assert_eq!(
+            r(&NodePortAddresses::Primary, IpFamily::V4),
             NodePortSelection::Ips(vec![ip("10.0.0.5")])
         );
         assert_eq!(
-            resolve_nodeport_addresses(&s(&["primary"]), IpFamily::V6, &local, &nodes),
+            r(&NodePortAddresses::Primary, IpFamily::V6),
             NodePortSelection::Ips(vec![ip("fd00::5")])
-        );
-        assert_eq!(
-            resolve_nodeport_addresses(&s(&["127.0.0.0/8", "primary"]), IpFamily::V4, &local, &nodes),
-            NodePortSelection::Ips(vec![ip("10.0.0.5"), ip("127.0.0.1")])
         );
     }
 
