@@ -1,0 +1,226 @@
+//! The applier: keeps the last applied state, decides between full and incremental syncs, detects tampering
+//! cheaply (table handle and use count, one small netlink query), and sends one batch per sync.
+
+use std::sync::Arc;
+
+use kube_proxy_model::{IpFamily, ProxyState};
+
+use crate::config::RenderConfig;
+use crate::error::NftError;
+use crate::netlink::{encode, NetlinkTransport, NfTransport, SendFailure, TableInfo};
+use crate::plan::{Family, Op, OpCounts, Transaction};
+use crate::render::{render_full, render_incremental};
+use crate::text::op_line;
+
+/// Full or incremental.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    Full,
+    Partial,
+}
+
+/// Why a sync was full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullReason {
+    /// Nothing applied yet (start-up) or the last sync failed.
+    NoPreviousState,
+    /// The caller asked for it.
+    Forced,
+    /// The table's handle or use count differs from what we left.
+    Tampered,
+}
+
+/// What one sync did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncReport {
+    pub kind: SyncKind,
+    pub full_reason: Option<FullReason>,
+    /// Plan operations and their counts.
+    pub ops: usize,
+    pub counts: OpCounts,
+    /// nf_tables messages in the batch and its size in bytes (0 when nothing changed and nothing was sent).
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// The nftables dataplane of one family.
+pub struct NftablesDataplane<T: NfTransport = NetlinkTransport> {
+    family: Family,
+    cfg: RenderConfig,
+    transport: T,
+    applied: Option<Arc<ProxyState>>,
+    expected: Option<TableInfo>,
+    seq: u32,
+}
+
+impl<T: NfTransport> std::fmt::Debug for NftablesDataplane<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NftablesDataplane")
+            .field("family", &self.family)
+            .field("expected", &self.expected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NftablesDataplane<NetlinkTransport> {
+    /// The production constructor: a netlink socket in the current network namespace.
+    pub fn new(family: IpFamily, cfg: RenderConfig) -> Result<Self, NftError> {
+        Ok(Self::with_transport(family, cfg, NetlinkTransport::open()?))
+    }
+}
+
+fn use_delta(tx: &Transaction) -> i64 {
+    tx.ops
+        .iter()
+        .map(|op| match op {
+            Op::AddChain(_) | Op::AddSet(_) => 1,
+            Op::DeleteChain(_) | Op::DeleteSet { .. } => -1,
+            _ => 0,
+        })
+        .sum()
+}
+
+impl<T: NfTransport> NftablesDataplane<T> {
+    /// A dataplane on any transport (tests use [`crate::netlink::FakeTransport`]).
+    pub fn with_transport(family: IpFamily, cfg: RenderConfig, transport: T) -> Self {
+        NftablesDataplane {
+            family: Family::of(family),
+            cfg,
+            transport,
+            applied: None,
+            expected: None,
+            seq: 1,
+        }
+    }
+
+    /// Replaces the mode configuration; the next sync is full when it changed.
+    pub fn set_config(&mut self, cfg: RenderConfig) {
+        if cfg != self.cfg {
+            self.cfg = cfg;
+            self.applied = None;
+        }
+    }
+
+    /// The transport (tests inspect fakes through it).
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Programs `state`: incrementally from the last applied state when possible, else in full. Any error
+    /// makes the next sync full.
+    pub fn sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, NftError> {
+        let result = self.sync_inner(state, force_full);
+        if result.is_err() {
+            self.applied = None;
+            self.expected = None;
+        }
+        result
+    }
+
+    fn sync_inner(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, NftError> {
+        let full_reason = if force_full {
+            Some(FullReason::Forced)
+        } else if self.applied.is_none() {
+            Some(FullReason::NoPreviousState)
+        } else if self.transport.table_info(self.family)? != self.expected {
+            tracing::warn!(family = ?self.family, "nftables table kube-proxy changed behind our back; full resync");
+            Some(FullReason::Tampered)
+        } else {
+            None
+        };
+        let tx = match (&full_reason, &self.applied) {
+            (None, Some(prev)) => render_incremental(prev, state, &self.cfg),
+            _ => render_full(state, &self.cfg),
+        };
+        let kind = if full_reason.is_some() {
+            SyncKind::Full
+        } else {
+            SyncKind::Partial
+        };
+        let mut report = SyncReport {
+            kind,
+            full_reason,
+            ops: tx.len(),
+            counts: tx.counts(),
+            messages: 0,
+            bytes: 0,
+        };
+        if tx.is_empty() {
+            self.applied = Some(Arc::clone(state));
+            return Ok(report);
+        }
+        let batch = encode(&tx, self.seq);
+        self.seq = batch.last_seq.wrapping_add(2);
+        report.messages = batch.messages();
+        report.bytes = batch.bytes.len();
+        match self.transport.send_batch(&tx, &batch) {
+            Ok(()) => {}
+            Err(SendFailure::Transport(e)) => return Err(e),
+            Err(SendFailure::Kernel { seq, errno }) => {
+                let op = batch
+                    .op_for_seq(seq)
+                    .and_then(|i| tx.ops.get(i))
+                    .map(|op| op_line(tx.family, op))
+                    .unwrap_or_else(|| format!("message seq {seq}"));
+                return Err(NftError::Rejected { op, errno });
+            }
+        }
+        self.expected = match kind {
+            SyncKind::Full => self.transport.table_info(self.family)?,
+            SyncKind::Partial => self.expected.map(|t| TableInfo {
+                handle: t.handle,
+                use_count: u32::try_from(i64::from(t.use_count) + use_delta(&tx)).unwrap_or(0),
+            }),
+        };
+        self.applied = Some(Arc::clone(state));
+        Ok(report)
+    }
+
+    /// Deletes this family's table (for `--cleanup` and when switching modes). Missing tables are fine.
+    pub fn cleanup(&mut self) -> Result<(), NftError> {
+        self.applied = None;
+        self.expected = None;
+        cleanup_family(&mut self.transport, self.family, &mut self.seq)
+    }
+}
+
+fn cleanup_family<T: NfTransport>(
+    t: &mut T,
+    family: Family,
+    seq: &mut u32,
+) -> Result<(), NftError> {
+    if t.table_info(family)?.is_none() {
+        return Ok(());
+    }
+    let tx = Transaction {
+        family,
+        ops: vec![Op::DeleteTable],
+    };
+    let batch = encode(&tx, *seq);
+    *seq = batch.last_seq.wrapping_add(2);
+    match t.send_batch(&tx, &batch) {
+        Ok(()) => Ok(()),
+        Err(SendFailure::Kernel { errno, .. }) if errno == libc::ENOENT => Ok(()),
+        Err(SendFailure::Kernel { errno, .. }) => Err(NftError::Rejected {
+            op: op_line(family, &Op::DeleteTable),
+            errno,
+        }),
+        Err(SendFailure::Transport(e)) => Err(e),
+    }
+}
+
+/// `--cleanup`: deletes table `kube-proxy` in families `ip` and `ip6` of the current network namespace.
+pub fn cleanup() -> Result<(), NftError> {
+    let mut t = NetlinkTransport::open()?;
+    let mut seq = 1;
+    cleanup_family(&mut t, Family::Ip, &mut seq)?;
+    cleanup_family(&mut t, Family::Ip6, &mut seq)
+}

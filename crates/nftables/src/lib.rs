@@ -1,0 +1,23 @@
+//! The nftables dataplane of kube-proxy-rs: upstream kube-proxy's nftables mode (table `kube-proxy` in families
+//! `ip` and `ip6`) rendered from a [`kube_proxy_model::ProxyState`] into a typed plan ([`plan`]), encoded as nft
+//! text ([`text`]) or as one native nf_tables netlink batch ([`netlink`]), and applied incrementally by
+//! [`NftablesDataplane`]. No `nft` process is needed at run time.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod dataplane;
+mod error;
+pub mod names;
+pub mod netlink;
+pub mod plan;
+mod render;
+mod service;
+mod setup;
+pub mod text;
+
+pub use config::{LocalDetector, NodePortAddresses, RenderConfig};
+pub use dataplane::{cleanup, FullReason, NftablesDataplane, SyncKind, SyncReport};
+pub use error::NftError;
+pub use plan::{Family, Transaction};
+pub use render::{render_full, render_incremental, TABLE_COMMENT};
+pub use service::{render_service, ServiceRender};

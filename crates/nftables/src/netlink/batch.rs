@@ -1,0 +1,325 @@
+//! A [`Transaction`] as one nfnetlink batch: `NFNL_MSG_BATCH_BEGIN`, one nf_tables message per operation
+//! (consecutive element operations on one set share a message), `NFNL_MSG_BATCH_END`. Only the last message
+//! asks for an acknowledgement; errors are reported for any message.
+
+use netlink_packet_core::{Emitable, NetlinkHeader};
+
+use super::attr::consts::*;
+use super::attr::{udata_comment, AttrWriter};
+use super::expr::{proto_num, write_rule_exprs, write_verdict};
+use crate::plan::*;
+
+/// An encoded batch, ready to send in one `sendmsg`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    /// Sequence number of the batch-begin message; message k of the batch has `first_seq + k`.
+    pub first_seq: u32,
+    /// Sequence number of the last nf_tables message (the one that asks for an ACK).
+    pub last_seq: u32,
+    /// For each nf_tables message (in order), the index of the first plan operation it encodes.
+    pub op_index: Vec<usize>,
+}
+
+impl Batch {
+    /// Index of the plan operation encoded by the message with sequence number `seq`.
+    pub fn op_for_seq(&self, seq: u32) -> Option<usize> {
+        let k = seq.checked_sub(self.first_seq)?.checked_sub(1)?;
+        self.op_index.get(k as usize).copied()
+    }
+
+    /// Number of nf_tables messages (without begin/end).
+    pub fn messages(&self) -> usize {
+        self.op_index.len()
+    }
+}
+
+fn nfgen(family: u8, res_id: u16) -> [u8; 4] {
+    let r = res_id.to_be_bytes();
+    [family, 0, r[0], r[1]]
+}
+
+fn push_msg(
+    out: &mut Vec<u8>,
+    msg_type: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+) {
+    let mut h = NetlinkHeader::default();
+    h.length = u32::try_from(16 + 4 + attrs.len()).unwrap_or(u32::MAX);
+    h.message_type = msg_type;
+    h.flags = flags;
+    h.sequence_number = seq;
+    h.port_number = 0;
+    let start = out.len();
+    out.resize(start + 16, 0);
+    h.emit(&mut out[start..start + 16]);
+    out.extend_from_slice(&nfgen(family, res_id));
+    out.extend_from_slice(attrs);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
+
+fn family_num(f: Family) -> u8 {
+    match f {
+        Family::Ip => NFPROTO_IPV4,
+        Family::Ip6 => NFPROTO_IPV6,
+    }
+}
+
+fn hook_num(h: Hook) -> u32 {
+    match h {
+        Hook::Prerouting => 0,
+        Hook::Input => 1,
+        Hook::Forward => 2,
+        Hook::Output => 3,
+        Hook::Postrouting => 4,
+    }
+}
+
+/// nft's datatype id and byte length of a key field.
+fn dtype(d: DataType) -> (u32, u32) {
+    match d {
+        DataType::Ipv4Addr => (7, 4),
+        DataType::Ipv6Addr => (8, 16),
+        DataType::InetProto => (12, 1),
+        DataType::InetService => (13, 2),
+    }
+}
+
+/// Key bytes of an element: each field padded to 4 bytes.
+fn key_bytes(key: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in key {
+        match v {
+            Value::Addr(std::net::IpAddr::V4(a)) => out.extend_from_slice(&a.octets()),
+            Value::Addr(std::net::IpAddr::V6(a)) => out.extend_from_slice(&a.octets()),
+            Value::Proto(p) => out.push(proto_num(*p)),
+            Value::Port(p) => out.extend_from_slice(&p.to_be_bytes()),
+        }
+        if key.len() > 1 {
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+        }
+    }
+    out
+}
+
+fn write_set(w: &mut AttrWriter, s: &Set, id: u32) {
+    w.str(NFTA_SET_TABLE, TABLE).str(NFTA_SET_NAME, &s.name);
+    let mut flags = 0;
+    if s.verdict_map {
+        flags |= NFT_SET_MAP;
+    }
+    if s.timeout_secs.is_some() {
+        flags |= NFT_SET_TIMEOUT | NFT_SET_EVAL;
+    }
+    if s.key.len() > 1 {
+        // The kernel wants the concat flag whenever field lengths are described.
+        flags |= NFT_SET_CONCAT;
+    }
+    w.u32be(NFTA_SET_FLAGS, flags);
+    let mut ty = 0u32;
+    let mut len = 0u32;
+    for d in &s.key {
+        let (t, l) = dtype(*d);
+        ty = (ty << 6) | t;
+        len += if s.key.len() > 1 {
+            l.div_ceil(4) * 4
+        } else {
+            l
+        };
+    }
+    w.u32be(NFTA_SET_KEY_TYPE, ty).u32be(NFTA_SET_KEY_LEN, len);
+    if s.verdict_map {
+        w.u32be(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT)
+            .u32be(NFTA_SET_DATA_LEN, 0);
+    }
+    if let Some(t) = s.timeout_secs {
+        w.u64be(NFTA_SET_TIMEOUT, u64::from(t) * 1000);
+    }
+    w.u32be(NFTA_SET_ID, id);
+    if s.key.len() > 1 {
+        w.begin(NFTA_SET_DESC).begin(NFTA_SET_DESC_CONCAT);
+        for d in &s.key {
+            w.begin(NFTA_LIST_ELEM)
+                .u32be(NFTA_SET_FIELD_LEN, dtype(*d).1)
+                .end();
+        }
+        w.end().end();
+    }
+    if let Some(c) = &s.comment {
+        w.bytes(NFTA_SET_USERDATA, &udata_comment(UDATA_SET_COMMENT, c));
+    }
+}
+
+fn write_elem(w: &mut AttrWriter, e: &Element, with_data: bool) {
+    w.begin(NFTA_LIST_ELEM);
+    w.begin(NFTA_SET_ELEM_KEY)
+        .bytes(NFTA_DATA_VALUE, &key_bytes(&e.key))
+        .end();
+    if with_data {
+        if let Some(v) = &e.verdict {
+            w.begin(NFTA_SET_ELEM_DATA);
+            write_verdict(w, v);
+            w.end();
+        }
+        if let Some(c) = &e.comment {
+            w.bytes(
+                NFTA_SET_ELEM_USERDATA,
+                &udata_comment(UDATA_SET_ELEM_COMMENT, c),
+            );
+        }
+    }
+    w.end();
+}
+
+/// Largest element payload per message (the nested attribute length is 16 bits).
+const MAX_ELEMS_BYTES: usize = 60_000;
+
+/// Encodes `tx` with sequence numbers starting at `first_seq`.
+pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
+    let fam = family_num(tx.family);
+    let mut out = Vec::new();
+    let mut seq = first_seq;
+    let mut op_index = Vec::new();
+    push_msg(
+        &mut out,
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    // Messages are collected first so that the last one can carry NLM_F_ACK.
+    let mut msgs: Vec<(u16, u16, Vec<u8>)> = Vec::new();
+    let mut set_id = 1u32;
+    let mut i = 0;
+    while i < tx.ops.len() {
+        let op = &tx.ops[i];
+        let mut w = AttrWriter::new();
+        let start = i;
+        let (ty, flags) = match op {
+            Op::AddTable { comment } => {
+                w.str(NFTA_TABLE_NAME, TABLE);
+                if let Some(c) = comment {
+                    w.bytes(NFTA_TABLE_USERDATA, &udata_comment(UDATA_TABLE_COMMENT, c));
+                }
+                (NFT_MSG_NEWTABLE, NLM_F_CREATE)
+            }
+            Op::DeleteTable => {
+                w.str(NFTA_TABLE_NAME, TABLE);
+                (NFT_MSG_DELTABLE, 0)
+            }
+            Op::AddChain(c) => {
+                w.str(NFTA_CHAIN_TABLE, TABLE).str(NFTA_CHAIN_NAME, &c.name);
+                if let Some(b) = &c.base {
+                    w.begin(NFTA_CHAIN_HOOK)
+                        .u32be(NFTA_HOOK_HOOKNUM, hook_num(b.hook))
+                        .bytes(NFTA_HOOK_PRIORITY, &b.priority.to_be_bytes())
+                        .end();
+                    w.u32be(NFTA_CHAIN_POLICY, 1);
+                    w.str(NFTA_CHAIN_TYPE, b.chain_type.as_str());
+                }
+                if let Some(cm) = &c.comment {
+                    w.bytes(NFTA_CHAIN_USERDATA, &udata_comment(UDATA_CHAIN_COMMENT, cm));
+                }
+                (NFT_MSG_NEWCHAIN, NLM_F_CREATE)
+            }
+            Op::FlushChain(c) => {
+                w.str(NFTA_RULE_TABLE, TABLE).str(NFTA_RULE_CHAIN, c);
+                (NFT_MSG_DELRULE, 0)
+            }
+            Op::DeleteChain(c) => {
+                w.str(NFTA_CHAIN_TABLE, TABLE).str(NFTA_CHAIN_NAME, c);
+                (NFT_MSG_DELCHAIN, 0)
+            }
+            Op::AddSet(s) => {
+                write_set(&mut w, s, set_id);
+                set_id += 1;
+                (NFT_MSG_NEWSET, NLM_F_CREATE)
+            }
+            Op::FlushSet { name, .. } => {
+                w.str(NFTA_SET_ELEM_LIST_TABLE, TABLE)
+                    .str(NFTA_SET_ELEM_LIST_SET, name);
+                (NFT_MSG_DELSETELEM, 0)
+            }
+            Op::DeleteSet { name, .. } => {
+                w.str(NFTA_SET_TABLE, TABLE).str(NFTA_SET_NAME, name);
+                (NFT_MSG_DELSET, 0)
+            }
+            Op::AddElement(e) | Op::DeleteElement(e) => {
+                let add = matches!(op, Op::AddElement(_));
+                w.str(NFTA_SET_ELEM_LIST_TABLE, TABLE)
+                    .str(NFTA_SET_ELEM_LIST_SET, &e.set);
+                w.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+                let body_start = w.buf.len();
+                write_elem(&mut w, e, add);
+                // Group the following operations of the same kind on the same set.
+                while let Some(next) = tx.ops.get(i + 1) {
+                    let same = match (op, next) {
+                        (Op::AddElement(_), Op::AddElement(n))
+                        | (Op::DeleteElement(_), Op::DeleteElement(n)) => n.set == e.set,
+                        _ => false,
+                    };
+                    if !same || w.buf.len() - body_start > MAX_ELEMS_BYTES {
+                        break;
+                    }
+                    i += 1;
+                    if let Op::AddElement(n) | Op::DeleteElement(n) = next {
+                        write_elem(&mut w, n, add);
+                    }
+                }
+                w.end();
+                if add {
+                    (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
+                } else {
+                    (NFT_MSG_DELSETELEM, 0)
+                }
+            }
+            Op::AddRule(r) => {
+                w.str(NFTA_RULE_TABLE, TABLE).str(NFTA_RULE_CHAIN, &r.chain);
+                write_rule_exprs(&mut w, tx.family, &r.stmts);
+                if let Some(c) = &r.comment {
+                    w.bytes(NFTA_RULE_USERDATA, &udata_comment(UDATA_RULE_COMMENT, c));
+                }
+                (NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND)
+            }
+        };
+        msgs.push(((NFNL_SUBSYS_NFTABLES << 8) | ty, flags, w.buf));
+        op_index.push(start);
+        i += 1;
+    }
+    let n = msgs.len();
+    for (k, (ty, flags, attrs)) in msgs.into_iter().enumerate() {
+        seq = seq.wrapping_add(1);
+        let mut f = NLM_F_REQUEST | flags;
+        if k + 1 == n {
+            f |= NLM_F_ACK;
+        }
+        push_msg(&mut out, ty, f, seq, fam, 0, &attrs);
+    }
+    let last_seq = seq;
+    seq = seq.wrapping_add(1);
+    push_msg(
+        &mut out,
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    Batch {
+        bytes: out,
+        first_seq,
+        last_seq,
+        op_index,
+    }
+}

@@ -1,0 +1,13 @@
+//! The native netlink encoder and transport: a [`crate::plan::Transaction`] becomes one nfnetlink batch of
+//! nf_tables messages (attributes written here; netlink-packet-netfilter 0.4 lacks nat, numgen, ct, fib,
+//! dynset, reject and masq), sent over netlink-sys. No `nft` process, no libnftnl, no unsafe code.
+
+pub mod attr;
+pub mod batch;
+mod expr;
+pub mod transport;
+
+pub use batch::{encode, Batch};
+pub use transport::{
+    FakeKernel, FakeTransport, NetlinkTransport, NfTransport, SendFailure, TableInfo,
+};
