@@ -1,6 +1,8 @@
 //! Builders for states used by the tests, and the network-namespace helpers of the privileged tests.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::Command;
