@@ -23,6 +23,9 @@ use crate::service::ServiceRuntime;
 /// Largest datagram handled.
 const MAX_DATAGRAM: usize = 65535;
 
+/// Shortest wait for a reply before the idle check runs again (keeps a zero timeout from spinning).
+const MIN_IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 struct Flow {
     backend: SocketAddr,
     socket: UdpSocket,
@@ -141,7 +144,9 @@ async fn replies(
     let idle = rt.config.udp_idle_timeout;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        match tokio::time::timeout(idle, flow.socket.recv(&mut buf)).await {
+        // Wait only for what is left of the idle period since the last datagram in either direction.
+        let left = idle.saturating_sub(flow.idle_for()).max(MIN_IDLE_WAIT);
+        match tokio::time::timeout(left, flow.socket.recv(&mut buf)).await {
             Ok(Ok(n)) => {
                 flow.touch();
                 match portal.send_to(&buf[..n], client).await {

@@ -141,7 +141,7 @@ async fn half_close_through(vip: &str, splice: bool) {
     s.write_all(&payload).await.unwrap();
     s.shutdown().await.unwrap();
     let mut reply = String::new();
-    s.read_to_string(&mut reply).await.unwrap();
+    within(s.read_to_string(&mut reply)).await.unwrap();
     assert_eq!(reply, "got 300000");
     let m = wait_metrics(&proxy, &name(&n, Protocol::Tcp), |m| {
         m.active_connections == 0
@@ -222,7 +222,7 @@ async fn an_established_connection_outlives_its_endpoint_removal() {
     echo_round(&mut s, b"two").await;
     s.shutdown().await.unwrap();
     let mut rest = Vec::new();
-    s.read_to_end(&mut rest).await.unwrap();
+    within(s.read_to_end(&mut rest)).await.unwrap();
     assert!(rest.is_empty());
     let m = wait_metrics(&proxy, &svc.name, |m| m.active_connections == 0).await;
     assert_eq!(m.no_endpoint_drops, 1);
@@ -245,7 +245,7 @@ async fn connection_limit_closes_extra_connections() {
     let mut second = TcpStream::connect((vip, port)).await.unwrap();
     let _ = second.write_all(b"x").await;
     let mut buf = [0u8; 1];
-    let n = second.read(&mut buf).await.unwrap_or(0);
+    let n = within(second.read(&mut buf)).await.unwrap_or(0);
     assert_eq!(n, 0, "over-limit connection must be closed");
     assert_eq!(proxy.metrics_snapshot()[&svc.name].over_limit_drops, 1);
 

@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 async fn exchange(client: &UdpSocket, to: SocketAddr, msg: &[u8]) -> SocketAddr {
     client.send_to(msg, to).await.unwrap();
     let mut buf = [0u8; 2048];
-    let (n, from) = client.recv_from(&mut buf).await.unwrap();
+    let (n, from) = within(client.recv_from(&mut buf)).await.unwrap();
     assert_eq!(&buf[..n], msg);
     from
 }
@@ -78,6 +78,7 @@ async fn udp_flow_to_an_unreachable_backend_moves_to_the_next() {
         }
     }
     assert!(answered, "the live backend never answered");
-    let m = wait_metrics(&proxy, &svc.name, |_| true).await;
-    assert!(m.dial_failures <= 1);
+    let m = &proxy.metrics_snapshot()[&svc.name];
+    assert_eq!(m.dial_failures, 1);
+    assert_eq!(m.failed_endpoints.get(&dead), Some(&1));
 }

@@ -84,6 +84,13 @@ pub fn state(services: Vec<ServicePortState>) -> Arc<ProxyState> {
     })
 }
 
+/// Turns a hang (a relay that never ends a direction) into a test failure; not a timing assertion.
+pub async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("the proxy never finished this exchange")
+}
+
 /// A port that was free on `ip` a moment ago.
 pub fn free_port(ip: IpAddr) -> u16 {
     std::net::TcpListener::bind((ip, 0))
@@ -143,7 +150,7 @@ pub async fn read_all(to: SocketAddr, from: Option<IpAddr>) -> Vec<u8> {
         }
     };
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
+    within(s.read_to_end(&mut out)).await.unwrap();
     out
 }
 
@@ -151,7 +158,7 @@ pub async fn read_all(to: SocketAddr, from: Option<IpAddr>) -> Vec<u8> {
 pub async fn echo_round(s: &mut TcpStream, msg: &[u8]) {
     s.write_all(msg).await.unwrap();
     let mut buf = vec![0u8; msg.len()];
-    s.read_exact(&mut buf).await.unwrap();
+    within(s.read_exact(&mut buf)).await.unwrap();
     assert_eq!(buf, msg);
 }
 
