@@ -222,6 +222,16 @@ fn node_port_is_dnatted_and_masqueraded() {
     // Not a node address: the NodePort does not apply.
     let t = trace_in(&st, "203.0.113.9", "192.168.0.99", 30082, "eth0");
     assert_eq!(only(&t).verdict, Verdict::Accept);
+    // Off-node traffic to 127.0.0.1 that no NodePort captures is blocked by KUBE-FIREWALL.
+    let t = trace_in(&st, "203.0.113.9", "127.0.0.1", 22, "eth0");
+    let o = only(&t);
+    assert_eq!(o.verdict, Verdict::Drop, "{}", t.render_text());
+    assert!(o
+        .decided_by
+        .as_ref()
+        .unwrap()
+        .rule
+        .contains("block incoming localnet connections"));
     // localhost NodePort from the node itself: DNATed, masqueraded, not dropped by KUBE-FIREWALL.
     let t = trace_local(&st, "127.0.0.1", "127.0.0.1", 30082);
     for o in &t.outcomes {

@@ -269,3 +269,33 @@ fn destinations_parse_like_the_command_line() {
     assert!(parse_destination("1.2.3.4").is_err());
     assert!(parse_destination("1.2.3.4:80/icmp").is_err());
 }
+
+#[test]
+fn ctstate_dnat_exempts_dnatted_localnet_traffic() {
+    let rules = r#"*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination 127.0.0.1:8080
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:KUBE-FIREWALL - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+COMMIT
+"#;
+    let opts = TraceOptions::default();
+    let t = trace_text(rules, &pkt("1.1.1.1", "2.2.2.2", 80), &opts).unwrap();
+    let o = &t.outcomes[0];
+    assert_eq!(
+        o.verdict,
+        Verdict::Dnat {
+            ip: ip("127.0.0.1"),
+            port: 8080
+        },
+        "{}",
+        t.render_text()
+    );
+    assert!(o.delivered_locally);
+    let t = trace_text(rules, &pkt("1.1.1.1", "127.0.0.1", 81), &opts).unwrap();
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop, "{}", t.render_text());
+}
