@@ -27,6 +27,8 @@ pub struct ApplyOutcome {
     pub closed: usize,
     /// Portals that could not be served; they are retried by the next `apply`.
     pub errors: Vec<UserspaceError>,
+    /// Service ports skipped because this mode does not proxy their protocol (SCTP); not an error, as upstream.
+    pub unsupported: Vec<ServicePortName>,
 }
 
 impl ApplyOutcome {
@@ -114,10 +116,8 @@ impl UserspaceProxy {
         let mut live: HashSet<&ServicePortName> = HashSet::new();
         for (name, svc) in &state.services {
             if !matches!(svc.protocol, Protocol::Tcp | Protocol::Udp) {
-                outcome.errors.push(UserspaceError::UnsupportedProtocol {
-                    service: name.clone(),
-                    protocol: svc.protocol,
-                });
+                tracing::debug!(service = %name, protocol = %svc.protocol, "userspace proxy: protocol not proxied");
+                outcome.unsupported.push(name.clone());
                 continue;
             }
             live.insert(name);
@@ -186,6 +186,24 @@ impl UserspaceProxy {
                 .collect(),
         ));
         outcome
+    }
+
+    /// Applies every state `states` publishes (the current one first) until its sender is dropped, logging
+    /// incomplete outcomes. For callers that do not need each [`ApplyOutcome`].
+    pub async fn follow(&self, mut states: tokio::sync::watch::Receiver<Arc<ProxyState>>) {
+        loop {
+            let state = Arc::clone(&states.borrow_and_update());
+            let outcome = self.apply(state).await;
+            if !outcome.is_complete() {
+                tracing::warn!(
+                    failed = outcome.errors.len(),
+                    "userspace proxy: some portals are not served"
+                );
+            }
+            if states.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Closes every listener (connections in flight continue until their peers end them).

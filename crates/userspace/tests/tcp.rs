@@ -314,3 +314,40 @@ async fn bind_vips_uses_freebind_for_addresses_not_on_this_host() {
         "[2001:db8::99]:8080".parse().unwrap()
     );
 }
+
+#[tokio::test]
+async fn follow_applies_published_states_and_sctp_is_skipped() {
+    let backend = id_backend(9).await;
+    let vip = ip("127.0.77.10");
+    let port = free_port(vip);
+    let tcp = service("followed", Protocol::Tcp, vip, port, &[backend]);
+    let sctp = service("sctp", Protocol::Sctp, vip, port, &[backend]);
+    let empty = state(vec![]);
+    let proxy = std::sync::Arc::new(UserspaceProxy::new(config(true), empty.clone()));
+    let outcome = proxy.apply(state(vec![sctp.clone()])).await;
+    assert!(outcome.is_complete());
+    assert_eq!(outcome.unsupported, vec![sctp.name.clone()]);
+    assert!(proxy.portals().is_empty());
+
+    let (tx, rx) = tokio::sync::watch::channel(empty);
+    let follower = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.follow(rx).await }
+    });
+    tx.send(state(vec![tcp])).unwrap();
+    // Retried until the follower has applied the state: connection refused before, the backend's id after.
+    let to = SocketAddr::new(vip, port);
+    let mut got = None;
+    for _ in 0..2000 {
+        if let Ok(mut s) = TcpStream::connect(to).await {
+            let mut out = Vec::new();
+            within(s.read_to_end(&mut out)).await.unwrap();
+            got = Some(out);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(got, Some(vec![9]));
+    drop(tx);
+    within(follower).await.unwrap();
+}
