@@ -498,35 +498,153 @@ fn chart_templates_reference_only_existing_values_and_use_them_all() {
     assert_eq!(used, defined, "every top-level value is used by a template");
 }
 
-/// Renders a template that only uses `{{ .Values.x }}` / `{{ .Values.x | quote }}` and includes.
-fn render_simple(text: &str, v: &Value) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        if line.contains("include \"kube-proxy-rs.labels\"") {
-            // Labels are not what these tests check.
-            out.push_str(&line.replace(line.trim(), "app.kubernetes.io/name: kube-proxy-rs"));
-            out.push('\n');
-            continue;
+/// Renders this chart's templates with the Go-template constructs they use (`.Values` paths, `quote`,
+/// `default .Chart.AppVersion`, `with`, `range`, `toYaml … | nindent N`, the labels `include`), enough to compare
+/// the output with the plain manifests. Panics on anything else, so a new construct needs a look here.
+struct Chart {
+    values: Value,
+    app_version: String,
+}
+
+impl Chart {
+    fn load(values: Value) -> Chart {
+        let c = parse_docs(&read(&chart().join("Chart.yaml")), "Chart.yaml").remove(0);
+        Chart {
+            values,
+            app_version: c["appVersion"].as_str().unwrap().to_string(),
         }
+    }
+
+    fn render(&self, name: &str) -> Vec<Value> {
+        let text = template(name);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut out = String::new();
+        self.lines(&lines, &Value::Null, &mut out);
+        parse_docs(&out, &format!("rendered {name}:\n{out}"))
+    }
+
+    fn lines(&self, lines: &[&str], dot: &Value, out: &mut String) {
+        let mut i = 0;
+        while i < lines.len() {
+            let t = lines[i].trim();
+            let block = ["with", "range"]
+                .into_iter()
+                .find_map(|kw| Some((kw, t.strip_prefix(&format!("{{{{- {kw} "))?)));
+            if let Some((kw, rest)) = block {
+                let end = matching_end(lines, i);
+                let val = self.eval(rest.trim_end_matches("}}").trim(), dot);
+                let body = &lines[i + 1..end];
+                if kw == "with" && truthy(&val) {
+                    self.lines(body, &val, out);
+                } else if kw == "range" {
+                    for item in val.as_array().cloned().unwrap_or_default() {
+                        self.lines(body, &item, out);
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            if let Some((expr, n)) = t
+                .strip_prefix("{{-")
+                .and_then(|r| r.strip_suffix("}}"))
+                .and_then(|r| r.split_once("| nindent "))
+            {
+                let n: usize = n.trim().parse().unwrap();
+                let expr = expr.trim();
+                let yaml = if expr.starts_with("include \"kube-proxy-rs.labels\"") {
+                    "app.kubernetes.io/name: kube-proxy-rs".to_string()
+                } else {
+                    let e = expr.strip_prefix("toYaml ").expect("toYaml");
+                    serde_saphyr::to_string(&self.eval(e, dot)).unwrap()
+                };
+                for l in yaml.trim_end().lines() {
+                    out.push_str(&format!("{}{l}\n", " ".repeat(n)));
+                }
+                i += 1;
+                continue;
+            }
+            out.push_str(&self.inline(lines[i], dot));
+            out.push('\n');
+            i += 1;
+        }
+    }
+
+    fn inline(&self, line: &str, dot: &Value) -> String {
         let mut l = line.to_string();
         while let Some(start) = l.find("{{") {
             let end = l[start..].find("}}").expect("closed action") + start + 2;
             let action = l[start + 2..end - 2].trim().trim_start_matches('-').trim();
-            let (path, quote) = match action.split_once('|') {
-                Some((p, f)) => (p.trim(), f.trim() == "quote"),
-                None => (action, false),
+            let mut parts = action.split('|').map(str::trim);
+            let first = parts.next().unwrap();
+            let mut val = if first.starts_with("include (print $.Template.BasePath") {
+                "checksum".to_string()
+            } else {
+                scalar(&self.eval(first, dot))
             };
-            let key = path
-                .strip_prefix(".Values.")
-                .unwrap_or_else(|| panic!("render_simple cannot render {action}"));
-            let val = at(v, key).as_str().unwrap().to_string();
-            let val = if quote { format!("{val:?}") } else { val };
+            for f in parts {
+                val = match f {
+                    "quote" => format!("{val:?}"),
+                    "sha256sum" => val,
+                    "default .Chart.AppVersion" if val.is_empty() => self.app_version.clone(),
+                    "default .Chart.AppVersion" => val,
+                    other => panic!("unknown filter {other}"),
+                };
+            }
             l.replace_range(start..end, &val);
         }
-        out.push_str(&l);
-        out.push('\n');
+        l
     }
-    out
+
+    fn eval(&self, expr: &str, dot: &Value) -> Value {
+        if expr == "." {
+            return dot.clone();
+        }
+        if expr == ".Chart.AppVersion" {
+            return Value::String(self.app_version.clone());
+        }
+        let key = expr
+            .strip_prefix(".Values.")
+            .unwrap_or_else(|| panic!("cannot evaluate {expr}"));
+        at(&self.values, key).clone()
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Number(_) => true,
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Index of the `{{- end }}` closing the block opened at `open`.
+fn matching_end(lines: &[&str], open: usize) -> usize {
+    let mut depth = 0;
+    for (i, l) in lines.iter().enumerate().skip(open) {
+        let t = l.trim();
+        if ["{{- with ", "{{- range ", "{{- if "]
+            .iter()
+            .any(|p| t.starts_with(p))
+        {
+            depth += 1;
+        } else if t == "{{- end }}" {
+            depth -= 1;
+            if depth == 0 {
+                return i;
+            }
+        }
+    }
+    panic!("unclosed block at line {}", open + 1)
 }
 
 fn template(name: &str) -> String {
@@ -536,6 +654,7 @@ fn template(name: &str) -> String {
 #[test]
 fn chart_renders_the_same_objects_as_the_manifests() {
     let v = values();
+    let chart = Chart::load(v.clone());
     let objs = manifests();
     // The kinds the chart creates are the manifests' kinds.
     let mut kinds = BTreeSet::new();
@@ -558,7 +677,7 @@ fn chart_renders_the_same_objects_as_the_manifests() {
         ("rbac.yaml", &["ClusterRole", "ClusterRoleBinding"][..]),
         ("serviceaccount.yaml", &["ServiceAccount"][..]),
     ] {
-        let rendered = parse_docs(&render_simple(&template(file), &v), file);
+        let rendered = chart.render(file);
         for (kind, got) in kinds.iter().zip(rendered) {
             assert_eq!(
                 strip_labels(got),
@@ -567,41 +686,49 @@ fn chart_renders_the_same_objects_as_the_manifests() {
             );
         }
     }
-    assert_eq!(
-        grants(&parse_docs(&render_simple(&template("rbac.yaml"), &v), "rbac")[0]),
-        expected_grants()
-    );
+    assert_eq!(grants(&chart.render("rbac.yaml")[0]), expected_grants());
 
     // The ConfigMap rendered with the default values is accepted like the plain one.
-    let cm = parse_docs(&render_simple(&template("configmap.yaml"), &v), "configmap").remove(0);
+    let cm = chart.render("configmap.yaml").remove(0);
     assert_config_map_accepted(&cm, object(&objs, "DaemonSet"));
     let loaded = load_like_the_daemonset(&cm, object(&objs, "DaemonSet"));
     assert_eq!(loaded.config.mode.as_str(), v["mode"].as_str().unwrap());
     assert_eq!(loaded.raw.cluster_cidr, v["clusterCIDR"].as_str().unwrap());
 
-    // The DaemonSet template keeps the invariants the plain DaemonSet is checked for.
-    let ds = template("daemonset.yaml");
-    for needle in [
-        "kind: DaemonSet",
-        "namespace: kube-system",
-        "hostNetwork: true",
-        "privileged: true",
-        "priorityClassName: system-node-critical",
-        "type: RollingUpdate",
-        "serviceAccountName: kube-proxy-rs",
-        "fieldPath: spec.nodeName",
-        "- --hostname-override=$(NODE_NAME)",
-        "- --config=/var/lib/kube-proxy/config.conf",
-        "mountPath: /run/xtables.lock",
-        "mountPath: /lib/modules",
-        "type: FileOrCreate",
-        "name: kube-proxy-rs",
-    ] {
-        assert!(ds.contains(needle), "daemonset template lacks `{needle}`");
-    }
-    let plain = read(&deploy().join("manifests/daemonset.yaml"));
-    let image_line = |t: &str| t.lines().any(|l| l.trim_start().starts_with("image:"));
-    assert!(image_line(&ds) && image_line(&plain));
+    // The DaemonSet renders to the plain one (labels and the config checksum annotation aside).
+    let strip_ds = |o: Value| {
+        let mut o = strip_labels(o);
+        o["spec"]["template"]["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        o
+    };
+    let ds = chart.render("daemonset.yaml").remove(0);
+    assert_eq!(strip_ds(ds), strip_ds(object(&objs, "DaemonSet").clone()));
+}
+
+#[test]
+fn chart_values_reach_the_daemonset_and_the_loader_accepts_them() {
+    let mut v = values();
+    v["extraArgs"] = serde_json::json!(["--v=4", "--iptables-backend=nft"]);
+    v["image"]["tag"] = Value::String("1.2.3".into());
+    v["nodeSelector"] = serde_json::json!({});
+    v["mode"] = Value::String("nftables".into());
+    let chart = Chart::load(v);
+    let ds = chart.render("daemonset.yaml").remove(0);
+    let c = container(&ds);
+    assert_eq!(str_at(c, "image"), "kube-proxy-rs:1.2.3");
+    assert!(
+        ds["spec"]["template"]["spec"]["nodeSelector"].is_null(),
+        "empty nodeSelector left out"
+    );
+    let cmd = command_line(c);
+    assert_eq!(&cmd[cmd.len() - 2..], ["--v=4", "--iptables-backend=nft"]);
+    let cm = chart.render("configmap.yaml").remove(0);
+    let loaded = load_like_the_daemonset(&cm, &ds);
+    assert_eq!(loaded.config.mode.as_str(), "nftables");
+    assert_eq!(loaded.config.verbosity, 4);
 }
 
 #[test]
