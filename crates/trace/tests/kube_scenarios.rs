@@ -358,3 +358,51 @@ fn json_output_has_verdicts_and_paths() {
     assert_eq!(outcomes[0]["path"][0]["table"], "nat");
     assert_eq!(v["packet"]["origin"], "inbound");
 }
+
+#[test]
+fn interface_prefix_detector_tells_pods_apart_by_ingress_interface() {
+    let st = three_endpoints();
+    let c = kube_proxy_iptables::RenderConfig {
+        local_detector: kube_proxy_iptables::LocalDetector::InterfaceNamePrefix("cali".into()),
+        ..cfg()
+    };
+    let text = kube_proxy_iptables::render(&st, &c, &kube_proxy_iptables::RenderScope::Full)
+        .restore_input();
+    let trace = |src: &str, iface: &str| {
+        let pkt = kube_proxy_trace::Packet::inbound(
+            ip(src),
+            ip("172.30.0.10"),
+            80,
+            kube_proxy_model::Protocol::Tcp,
+        )
+        .via(iface);
+        kube_proxy_trace::trace_text(&text, &pkt, &opts()).unwrap()
+    };
+    // Same source address; only the interface differs.
+    let from_pod = trace("10.0.3.7", "cali1234");
+    assert!(
+        from_pod.outcomes.iter().all(|o| o.masquerade.is_none()),
+        "{}",
+        from_pod.render_text()
+    );
+    let from_outside = trace("10.0.3.7", "eth0");
+    assert!(
+        from_outside.outcomes.iter().all(|o| o.masquerade.is_some()),
+        "{}",
+        from_outside.render_text()
+    );
+    // Host-network processes have no ingress interface: masqueraded too.
+    let pkt = kube_proxy_trace::Packet::local(
+        ip(NODE_IP),
+        ip("172.30.0.10"),
+        80,
+        kube_proxy_model::Protocol::Tcp,
+    );
+    let local = kube_proxy_trace::trace_text(&text, &pkt, &opts()).unwrap();
+    assert_eq!(local.outcomes.len(), 3);
+    assert!(
+        local.outcomes.iter().all(|o| o.masquerade.is_some()),
+        "{}",
+        local.render_text()
+    );
+}
