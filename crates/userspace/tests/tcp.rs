@@ -351,3 +351,51 @@ async fn follow_applies_published_states_and_sctp_is_skipped() {
     drop(tx);
     within(follower).await.unwrap();
 }
+
+async fn bulk_echo(vip: &str, splice: bool) {
+    let echo = echo_backend().await;
+    let vip = ip(vip);
+    let port = free_port(vip);
+    let n = format!("bulk-{splice}");
+    let proxy = proxy_for(
+        config(splice),
+        vec![service(&n, Protocol::Tcp, vip, port, &[echo])],
+    )
+    .await;
+    let mut clients = Vec::new();
+    for c in 0..8u8 {
+        clients.push(tokio::spawn(async move {
+            let s = TcpStream::connect((vip, port)).await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8 ^ c).collect();
+            let expected = data.clone();
+            // Write and read at the same time: a relay that serialises directions would deadlock here.
+            let writer = tokio::spawn(async move {
+                w.write_all(&data).await.unwrap();
+                w.shutdown().await.unwrap();
+            });
+            let mut back = Vec::new();
+            within(r.read_to_end(&mut back)).await.unwrap();
+            writer.await.unwrap();
+            assert!(back == expected, "client {c}: echoed data differs");
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let m = wait_metrics(&proxy, &name(&n, Protocol::Tcp), |m| {
+        m.active_connections == 0
+    })
+    .await;
+    assert_eq!((m.bytes_in, m.bytes_out), (8_000_000, 8_000_000));
+}
+
+#[tokio::test]
+async fn bulk_bidirectional_echo_with_splice() {
+    bulk_echo("127.0.77.11", true).await;
+}
+
+#[tokio::test]
+async fn bulk_bidirectional_echo_with_buffered_copy() {
+    bulk_echo("127.0.77.12", false).await;
+}

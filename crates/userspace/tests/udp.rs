@@ -82,3 +82,58 @@ async fn udp_flow_to_an_unreachable_backend_moves_to_the_next() {
     assert_eq!(m.dial_failures, 1);
     assert_eq!(m.failed_endpoints.get(&dead), Some(&1));
 }
+
+async fn udp_proxy(
+    vip: &str,
+    n: &str,
+    cfg: UserspaceConfig,
+) -> (
+    UserspaceProxy,
+    SocketAddr,
+    kube_proxy_model::ServicePortName,
+) {
+    let backend = udp_echo_backend().await;
+    let vip = ip(vip);
+    let port = free_udp_port(vip);
+    let svc = service(n, Protocol::Udp, vip, port, &[backend]);
+    let st = state(vec![svc.clone()]);
+    let proxy = UserspaceProxy::new(cfg, st.clone());
+    assert!(proxy.apply(st).await.is_complete());
+    (proxy, SocketAddr::new(vip, port), svc.name)
+}
+
+#[tokio::test]
+async fn an_idle_udp_flow_closes_and_a_new_one_opens() {
+    let cfg = UserspaceConfig {
+        udp_idle_timeout: std::time::Duration::from_millis(50),
+        ..UserspaceConfig::default()
+    };
+    let (proxy, to, svc) = udp_proxy("127.0.77.22", "udp-idle", cfg).await;
+    let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(exchange(&c, to, b"one").await, to);
+    let m = wait_metrics(&proxy, &svc, |m| m.active_connections == 0).await;
+    assert_eq!(m.accepted_total, 1);
+    assert_eq!(exchange(&c, to, b"two").await, to);
+    assert_eq!(proxy.metrics_snapshot()[&svc].accepted_total, 2);
+}
+
+#[tokio::test]
+async fn the_connection_limit_counts_udp_flows() {
+    let cfg = UserspaceConfig {
+        udp_idle_timeout: std::time::Duration::from_secs(3600),
+        max_connections_per_service: Some(1),
+        ..UserspaceConfig::default()
+    };
+    let (proxy, to, svc) = udp_proxy("127.0.77.23", "udp-limit", cfg).await;
+    let c1 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c2 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(exchange(&c1, to, b"one").await, to);
+    c2.send_to(b"two", to).await.unwrap();
+    let m = wait_metrics(&proxy, &svc, |m| m.over_limit_drops > 0).await;
+    assert_eq!(
+        (m.over_limit_drops, m.accepted_total, m.active_connections),
+        (1, 1, 1)
+    );
+    // The first client's flow still works.
+    assert_eq!(exchange(&c1, to, b"three").await, to);
+}
