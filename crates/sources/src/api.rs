@@ -1,0 +1,105 @@
+//! The Kubernetes API source: kube-runtime watchers for Services, EndpointSlices and this node's Node,
+//! feeding a [`ChangeTracker`]. Initial lists (and relists after 410 Gone) are buffered from `Init` to
+//! `InitDone` and replace the kind's objects in one step, so a half-finished list is never visible.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::tracker::{Change, ChangeTracker, ObjectKind};
+
+/// Services and EndpointSlices that kube-proxy must ignore: those owned by another proxy and headless ones.
+pub const PROXY_LABEL_SELECTOR: &str =
+    "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
+
+/// How the API watches are set up.
+#[derive(Clone, Debug, Default)]
+pub struct ApiSourceOptions {
+    /// Use streaming lists (`sendInitialEvents`) instead of list + watch; needs a server that supports it.
+    pub streaming_lists: bool,
+}
+
+/// Watches Services, EndpointSlices and the Node named `node_name` forever, feeding `tracker`.
+pub async fn run_api_sources(client: Client, node_name: String, tracker: Arc<ChangeTracker>) {
+    run_api_sources_with(client, node_name, tracker, ApiSourceOptions::default()).await
+}
+
+/// [`run_api_sources`] with explicit options.
+pub async fn run_api_sources_with(
+    client: Client,
+    node_name: String,
+    tracker: Arc<ChangeTracker>,
+    options: ApiSourceOptions,
+) {
+    let base = if options.streaming_lists {
+        watcher::Config::default().streaming_lists()
+    } else {
+        watcher::Config::default()
+    };
+    let proxied = base.clone().labels(PROXY_LABEL_SELECTOR);
+    let this_node = base.fields(&format!("metadata.name={node_name}"));
+    tokio::join!(
+        watch_kind(
+            Api::<Service>::all(client.clone()),
+            proxied.clone(),
+            ObjectKind::Services,
+            tracker.clone(),
+            ChangeTracker::apply_service,
+        ),
+        watch_kind(
+            Api::<EndpointSlice>::all(client.clone()),
+            proxied,
+            ObjectKind::EndpointSlices,
+            tracker.clone(),
+            ChangeTracker::apply_slice,
+        ),
+        watch_kind(
+            Api::<Node>::all(client),
+            this_node,
+            ObjectKind::Node,
+            tracker,
+            ChangeTracker::apply_node,
+        ),
+    );
+}
+
+async fn watch_kind<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: ObjectKind,
+    tracker: Arc<ChangeTracker>,
+    apply: fn(&ChangeTracker, Change<K>),
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut buffer: Vec<K> = Vec::new();
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(event) => event.modify(|o| o.meta_mut().managed_fields = None),
+            Err(error) => {
+                tracing::warn!(?kind, %error, "watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        match event {
+            Event::Init => buffer.clear(),
+            Event::InitApply(obj) => buffer.push(obj),
+            Event::InitDone => {
+                tracing::debug!(?kind, objects = buffer.len(), "initial list done");
+                apply(&tracker, Change::Replace(std::mem::take(&mut buffer)));
+            }
+            Event::Apply(obj) => apply(&tracker, Change::Apply(obj)),
+            Event::Delete(obj) => apply(&tracker, Change::Delete(obj)),
+        }
+    }
+    tracing::error!(?kind, "watch stream ended unexpectedly");
+}
