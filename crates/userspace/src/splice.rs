@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::AtomicU64;
 
-use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::sys::socket::{shutdown, Shutdown};
 use nix::unistd::pipe2;
 use tokio::io::Interest;
@@ -19,19 +19,28 @@ use tokio::net::TcpStream;
 use crate::metrics::ServiceMetrics;
 use crate::relay::ignore_not_connected;
 
-/// Most bytes moved by one splice: the default pipe capacity (16 pages).
-const CHUNK: usize = 64 * 1024;
+/// Pipe capacity asked for; the kernel may grant less (pipe-max-size, per-user limits), never below 64 KiB.
+const WANTED_PIPE_SIZE: i32 = 1024 * 1024;
 
-/// One (read end, write end) pipe.
+/// Capacity of a pipe when it cannot be asked: the kernel default (16 pages).
+const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
+
+/// One (read end, write end) pipe and the most bytes one splice into it moves (its capacity).
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
+    chunk: usize,
 }
 
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        Ok(Pipe { read, write })
+        // A larger pipe means fewer splice calls per byte; refusal only costs throughput.
+        let chunk = fcntl(&write, FcntlArg::F_SETPIPE_SZ(WANTED_PIPE_SIZE))
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_PIPE_SIZE);
+        Ok(Pipe { read, write, chunk })
     }
 }
 
@@ -78,7 +87,7 @@ async fn pump(
     loop {
         src.readable().await?;
         let n = match src.try_io(Interest::READABLE, || {
-            splice(src, None, &pipe.write, None, CHUNK, flags()).map_err(io::Error::from)
+            splice(src, None, &pipe.write, None, pipe.chunk, flags()).map_err(io::Error::from)
         }) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
