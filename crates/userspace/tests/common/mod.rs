@@ -9,7 +9,7 @@ use std::time::Duration;
 use kube_proxy_model::{
     Endpoint, IpFamily, Protocol, ProxyState, ServicePortName, ServicePortState,
 };
-use kube_proxy_userspace::{ServiceMetricsSnapshot, UserspaceProxy};
+use kube_proxy_userspace::{ServiceMetricsSnapshot, UserspaceConfig, UserspaceProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -194,4 +194,21 @@ pub async fn wait_metrics(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("metrics of {svc} never reached the expected condition");
+}
+
+/// Default configuration with the chosen copy strategy.
+pub fn config(splice: bool) -> UserspaceConfig {
+    UserspaceConfig {
+        use_splice: splice,
+        ..UserspaceConfig::default()
+    }
+}
+
+/// A proxy that already serves `services`.
+pub async fn proxy_for(cfg: UserspaceConfig, services: Vec<ServicePortState>) -> UserspaceProxy {
+    let st = state(services);
+    let proxy = UserspaceProxy::new(cfg, st.clone());
+    let out = proxy.apply(st).await;
+    assert!(out.is_complete(), "{:?}", out.errors);
+    proxy
 }
