@@ -103,3 +103,7 @@ async fn watch_kind<K>(
     }
     tracing::error!(?kind, "watch stream ended unexpectedly");
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;
