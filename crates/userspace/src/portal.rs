@@ -103,3 +103,86 @@ fn unspecified(family: IpFamily) -> IpAddr {
         IpFamily::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_proxy_model::ServicePortName;
+
+    fn svc(family: IpFamily, cluster_ip: &str) -> ServicePortState {
+        ServicePortState {
+            name: ServicePortName {
+                namespace: "ns".into(),
+                name: "web".into(),
+                port: "http".into(),
+                protocol: Protocol::Tcp,
+            },
+            family,
+            cluster_ip: cluster_ip.parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+            node_port: Some(30080),
+            external_ips: vec!["192.0.2.1".parse().unwrap()],
+            load_balancer_ips: vec!["198.51.100.1".parse().unwrap()],
+            load_balancer_source_ranges: vec![],
+            external_policy_local: false,
+            internal_policy_local: false,
+            health_check_node_port: None,
+            session_affinity_timeout: None,
+            endpoints: vec![],
+            cluster_endpoints: vec![],
+            local_endpoints: vec![],
+            all_reachable_endpoints: vec![],
+            has_any_endpoints: false,
+        }
+    }
+
+    #[test]
+    fn every_address_of_the_family_gets_a_portal() {
+        let config = UserspaceConfig {
+            node_port_addresses: vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()],
+            ..UserspaceConfig::default()
+        };
+        let keys: Vec<_> = portal_keys(&svc(IpFamily::V4, "10.96.0.1"), &config)
+            .into_iter()
+            .map(|k| (k.kind, k.vip.to_string(), k.port))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                (PortalKind::ClusterIp, "10.96.0.1".into(), 80),
+                (PortalKind::ExternalIp, "192.0.2.1".into(), 80),
+                (PortalKind::LoadBalancer, "198.51.100.1".into(), 80),
+                (PortalKind::NodePort, "10.0.0.5".into(), 30080),
+            ]
+        );
+        // No NodePort addresses configured: no NodePort portals.
+        let none = portal_keys(&svc(IpFamily::V4, "10.96.0.1"), &UserspaceConfig::default());
+        assert!(none.iter().all(|k| k.kind != PortalKind::NodePort));
+    }
+
+    #[test]
+    fn listen_address_depends_on_addressing() {
+        let key =
+            portal_keys(&svc(IpFamily::V4, "10.96.0.1"), &UserspaceConfig::default()).remove(0);
+        assert_eq!(
+            listen_addr(&key, &Addressing::BindVips),
+            ("10.96.0.1:80".parse().unwrap(), true)
+        );
+        assert_eq!(
+            listen_addr(&key, &Addressing::Redirect { listen_ip: None }),
+            ("0.0.0.0:0".parse().unwrap(), false)
+        );
+        let v6_listen = Some("::1".parse().unwrap());
+        assert_eq!(
+            listen_addr(
+                &key,
+                &Addressing::Redirect {
+                    listen_ip: v6_listen
+                }
+            ),
+            ("0.0.0.0:0".parse().unwrap(), false),
+            "a listen address of the other family is not used"
+        );
+    }
+}

@@ -119,3 +119,73 @@ impl ServiceRuntime {
         self.balancer.record_failure(client, backend);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_proxy_model::{Endpoint, IpFamily, Protocol, ServicePortName};
+
+    fn ep(last: u8, is_local: bool) -> Endpoint {
+        Endpoint {
+            ip: IpAddr::from([10, 1, 0, last]),
+            port: 8080,
+            is_local,
+            ready: true,
+            serving: true,
+            terminating: false,
+            zone_hints: vec![],
+            node_hints: vec![],
+        }
+    }
+
+    #[test]
+    fn external_clients_use_the_external_policy_and_local_clients_the_cluster_endpoints() {
+        let (local, remote) = (ep(1, true), ep(2, false));
+        let spec = ServicePortState {
+            name: ServicePortName {
+                namespace: "ns".into(),
+                name: "lb".into(),
+                port: String::new(),
+                protocol: Protocol::Tcp,
+            },
+            family: IpFamily::V4,
+            cluster_ip: IpAddr::from([10, 96, 0, 1]),
+            port: 80,
+            protocol: Protocol::Tcp,
+            node_port: Some(30000),
+            external_ips: vec![],
+            load_balancer_ips: vec![],
+            load_balancer_source_ranges: vec![],
+            external_policy_local: true,
+            internal_policy_local: false,
+            health_check_node_port: Some(31000),
+            session_affinity_timeout: None,
+            endpoints: vec![local.clone(), remote.clone()],
+            cluster_endpoints: vec![local.clone(), remote.clone()],
+            local_endpoints: vec![local.clone()],
+            all_reachable_endpoints: vec![local.clone(), remote],
+            has_any_endpoints: true,
+        };
+        let clients = LocalClients {
+            pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
+            node_ips: vec![IpAddr::from([192, 168, 1, 10])],
+        };
+        let config = Arc::new(UserspaceConfig {
+            max_dial_attempts: 5,
+            ..UserspaceConfig::default()
+        });
+        let rt = ServiceRuntime::new(
+            Arc::new(spec),
+            Arc::new(ArcSwap::from_pointee(clients)),
+            config,
+        );
+        let outside = IpAddr::from([203, 0, 113, 9]);
+        let only_local = vec![SocketAddr::new(local.ip, local.port)];
+        assert_eq!(rt.candidates(PortalKind::NodePort, outside), only_local);
+        for inside in [[10, 244, 1, 7], [192, 168, 1, 10], [127, 0, 0, 1]] {
+            let got = rt.candidates(PortalKind::NodePort, IpAddr::from(inside));
+            assert_eq!(got.len(), 2, "client {inside:?} uses the cluster endpoints");
+        }
+        assert_eq!(rt.candidates(PortalKind::ClusterIp, outside).len(), 2);
+    }
+}
