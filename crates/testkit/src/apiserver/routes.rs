@@ -198,9 +198,9 @@ pub async fn handle(
             }
         }
         (Method::PUT | Method::POST | Method::PATCH, _) => {
-            let mut obj: Value = match serde_json::from_slice(&body) {
+            let mut obj = match parse_body(&body) {
                 Ok(v) => v,
-                Err(e) => return status(400, "BadRequest", &format!("body is not JSON: {e}")),
+                Err(e) => return status(400, "BadRequest", &e),
             };
             if obj.get("kind").is_none_or(Value::is_null) {
                 obj["kind"] = json!(kind.kind());
@@ -248,6 +248,15 @@ pub async fn handle(
             &format!("{method} not supported on {path}"),
         ),
     }
+}
+
+/// A request body as JSON, or YAML for hand-written `curl --data-binary @obj.yaml` calls.
+fn parse_body(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).or_else(|json_err| {
+        let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+        serde_saphyr::from_str::<Value>(text)
+            .map_err(|yaml_err| format!("body is neither JSON ({json_err}) nor YAML ({yaml_err})"))
+    })
 }
 
 fn events(shared: &Shared, method: &Method, t: &Target<'_>, body: &Bytes) -> Response {

@@ -375,3 +375,39 @@ async fn events_are_stored_and_control_verbs_work() {
     slices.delete("es1", &Default::default()).await.unwrap();
     assert!(server.objects(Kind::EndpointSlice).is_empty());
 }
+
+#[tokio::test]
+async fn typed_objects_yaml_bodies_and_watch_timeout() {
+    let server = ApiServer::start().await.unwrap();
+    let typed: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "x", "name": "typed"}, "spec": {"ports": [{"port": 1}]}}))
+    .unwrap();
+    let stored = server.apply(&typed).unwrap();
+    assert_eq!(stored["kind"], "Service");
+    assert_eq!(
+        stored["metadata"]["resourceVersion"],
+        server.resource_version().to_string()
+    );
+
+    // A watch with timeoutSeconds ends by itself.
+    let api: Api<Service> = Api::all(server.client());
+    let wp = WatchParams::default().timeout(1);
+    let rv = server.resource_version().to_string();
+    let mut stream = api.watch(&wp, &rv).await.unwrap().boxed();
+    within(async {
+        while let Some(ev) = stream.try_next().await.unwrap() {
+            assert!(matches!(ev, WatchEvent::Bookmark(_)), "unexpected {ev:?}");
+        }
+    })
+    .await;
+
+    // PUT with a YAML body on a named path.
+    let url = format!("{}/api/v1/nodes/n9", server.url());
+    let yaml = "metadata:\n  labels:\n    zone: a\n";
+    let req = http::Request::put(url)
+        .body(yaml.as_bytes().to_vec())
+        .unwrap();
+    let node: Node = server.client().request(req).await.unwrap();
+    assert_eq!(node.metadata.name.as_deref(), Some("n9"));
+    assert_eq!(node.metadata.labels.unwrap()["zone"], "a");
+}
