@@ -1,0 +1,178 @@
+//! Scale figures on the real kernel (root, private network namespace): initial sync and single-endpoint
+//! changes at 10,000 Services x 10 endpoints through the netlink applier. Ignored by default (slow in debug
+//! builds); prints figures, asserts only correctness:
+//! `cargo test -p kube-proxy-nftables --release --test scale -- --ignored --nocapture`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::*;
+use kube_proxy_model::{build_state, synthetic_cluster, IpFamily, NodeContext};
+use kube_proxy_nftables::{NftablesDataplane, RenderConfig, SyncKind};
+
+#[test]
+#[ignore]
+fn ten_thousand_services() {
+    if !can_run_privileged() {
+        return;
+    }
+    let n: usize = std::env::var("SCALE_SERVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let objs = synthetic_cluster(n, 10, "node1");
+    let node = NodeContext {
+        node_name: "node1".into(),
+    };
+    let base = build_state(&objs, &node, IpFamily::V4, None).state;
+    in_private_netns(|| {
+        let mut dp = NftablesDataplane::new(IpFamily::V4, RenderConfig::default()).unwrap();
+        let state = Arc::new(base.clone());
+        let t = Instant::now();
+        let r = dp.sync(&state, false).unwrap();
+        println!(
+            "initial sync of {n} services: {:?}, {} messages, {} bytes",
+            t.elapsed(),
+            r.messages,
+            r.bytes
+        );
+        let mut current = state;
+        let mut lat = Vec::new();
+        for i in 0..100 {
+            let mut next = (*current).clone();
+            let (name, svc) = next
+                .services
+                .iter()
+                .nth((i * 97) % n)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .unwrap();
+            let mut s = (*svc).clone();
+            for list in [
+                &mut s.endpoints,
+                &mut s.cluster_endpoints,
+                &mut s.all_reachable_endpoints,
+            ] {
+                if let Some(e) = list.first_mut() {
+                    e.ip = ip(&format!("10.251.{}.{}", i / 250, i % 250 + 1));
+                }
+                list.sort();
+            }
+            next.services.insert(name, Arc::new(s));
+            let next = Arc::new(next);
+            if i == 0 {
+                let t = Instant::now();
+                let tx = kube_proxy_nftables::render_incremental(
+                    &current,
+                    &next,
+                    &RenderConfig::default(),
+                );
+                let render = t.elapsed();
+                let t = Instant::now();
+                let b = kube_proxy_nftables::netlink::encode(&tx, 1);
+                println!(
+                    "incremental render {render:?}, encode {:?}, {} ops",
+                    t.elapsed(),
+                    b.messages()
+                );
+            }
+            let t = Instant::now();
+            let r = dp.sync(&next, false).unwrap();
+            lat.push(t.elapsed());
+            assert_eq!(r.kind, SyncKind::Partial);
+            current = next;
+        }
+        lat.sort();
+        println!(
+            "single-endpoint change: p50 {:?}, p99 {:?}, max {:?}",
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100],
+            lat[lat.len() - 1]
+        );
+        let t = Instant::now();
+        let listing = nft_list("ip").unwrap();
+        println!(
+            "nft list: {:?} ({} lines)",
+            t.elapsed(),
+            listing.lines().count()
+        );
+    });
+}
+
+/// Kernel cost of small batches on a table loaded from `LAYOUT_FILE` (an `nft -f` script with a chain named
+/// `probe`): separates the commit's fixed cost from the table validation that verdict-bearing changes trigger.
+#[test]
+#[ignore]
+fn layout_probe() {
+    if !can_run_privileged() {
+        return;
+    }
+    let Ok(path) = std::env::var("LAYOUT_FILE") else {
+        eprintln!("note: set LAYOUT_FILE");
+        return;
+    };
+    use kube_proxy_nftables::netlink::{encode, NetlinkTransport, NfTransport};
+    use kube_proxy_nftables::plan::*;
+    in_private_netns(|| {
+        let script = std::fs::read_to_string(&path).unwrap();
+        let t0 = Instant::now();
+        nft_load(&script).unwrap();
+        println!("nft -f {path}: {:?}", t0.elapsed());
+        let mut t = NetlinkTransport::open().unwrap();
+        let plain = |a: &str| {
+            Op::AddElement(Element {
+                set: "service-ips".into(),
+                key: vec![
+                    Value::Addr(ip(a)),
+                    Value::Proto(kube_proxy_model::Protocol::Tcp),
+                    Value::Port(1),
+                ],
+                verdict: Some(Verdict::Drop),
+                comment: None,
+            })
+        };
+        let probes: Vec<(&str, Vec<Op>)> = vec![
+            (
+                "warm-up chain",
+                vec![Op::AddChain(Chain::regular("probe2"))],
+            ),
+            ("new chain", vec![Op::AddChain(Chain::regular("probe3"))]),
+            (
+                "rule without verdict",
+                vec![Op::AddRule(Rule::new("probe", vec![Stmt::Counter]))],
+            ),
+            (
+                "rule with drop",
+                vec![Op::AddRule(Rule::new(
+                    "probe",
+                    vec![Stmt::Verdict(Verdict::Drop)],
+                ))],
+            ),
+            ("vmap element drop", vec![plain("172.31.0.1")]),
+            (
+                "vmap element goto",
+                vec![Op::AddElement(Element {
+                    set: "service-ips".into(),
+                    key: vec![
+                        Value::Addr(ip("172.31.0.2")),
+                        Value::Proto(kube_proxy_model::Protocol::Tcp),
+                        Value::Port(1),
+                    ],
+                    verdict: Some(Verdict::Goto("probe".into())),
+                    comment: None,
+                })],
+            ),
+        ];
+        for (what, ops) in probes {
+            let tx = Transaction {
+                family: Family::Ip,
+                ops,
+            };
+            let b = encode(&tx, 1000);
+            let t0 = Instant::now();
+            t.send_batch(&tx, &b).map_err(|e| format!("{e:?}")).unwrap();
+            println!("probe {what}: {:?}", t0.elapsed());
+        }
+    });
+}
