@@ -115,3 +115,169 @@ fn netlink_equals_nft_text_ipv6() {
     second.services.pop_first();
     check_full_and_incremental(first, Arc::new(second));
 }
+
+/// A named network namespace (`ip netns add`), deleted on drop (also when a test panics).
+struct NamedNetns(String);
+
+impl NamedNetns {
+    fn new(role: &str) -> NamedNetns {
+        let name = format!("kpnft-{}-{role}", std::process::id());
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .output();
+        ip_cmd(&["netns", "add", &name]);
+        NamedNetns(name)
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    fn ip(&self, args: &[&str]) {
+        let mut full = vec!["-n", self.0.as_str()];
+        full.extend_from_slice(args);
+        ip_cmd(&full);
+    }
+
+    /// Runs `f` on a thread that entered the namespace.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let path = format!("/var/run/netns/{}", self.0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = std::fs::File::open(&path).expect("open netns");
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+fn ip_cmd(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Connects to `addr` from `client` and echoes 4 bytes through `listener`; returns the address the server
+/// accepted on.
+fn echo_through(
+    client: &NamedNetns,
+    listener: &std::net::TcpListener,
+    addr: &str,
+) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 4];
+            conn.read_exact(&mut buf).unwrap();
+            conn.write_all(&buf).unwrap();
+            conn.local_addr().unwrap()
+        });
+        client.run(|| {
+            let target: std::net::SocketAddr = addr.parse().unwrap();
+            let mut c =
+                std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+            c.write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"ping");
+        });
+        server.join().unwrap()
+    })
+}
+
+fn refused(client: &NamedNetns, addr: &str) -> bool {
+    client.run(|| {
+        let target: std::net::SocketAddr = addr.parse().unwrap();
+        matches!(
+            std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(10)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    })
+}
+
+/// Real TCP traffic from a client namespace to a node namespace over a veth pair: ClusterIP DNAT with
+/// ClientIP affinity, REJECT for a service without endpoints and for a wrong port on a ClusterIP, after a
+/// full and an incremental sync.
+#[test]
+fn traffic_through_cluster_ips() {
+    if !can_run_privileged() {
+        return;
+    }
+    let node = NamedNetns::new("node");
+    let client = NamedNetns::new("client");
+    ip_cmd(&[
+        "link", "add", "kpn0", "netns", &node.0, "type", "veth", "peer", "name", "kpc0", "netns",
+        &client.0,
+    ]);
+    node.ip(&["link", "set", "lo", "up"]);
+    node.ip(&["link", "set", "kpn0", "up"]);
+    node.ip(&["addr", "add", "10.9.0.1/24", "dev", "kpn0"]);
+    for a in ["10.0.1.5/32", "10.0.1.7/32", "10.0.1.8/32"] {
+        node.ip(&["addr", "add", a, "dev", "lo"]);
+    }
+    // Unanswered ClusterIP traffic is routed (back) out of the node, so the forward hook sees it.
+    node.ip(&["route", "add", "172.30.0.0/24", "via", "10.9.0.2"]);
+    client.ip(&["link", "set", "lo", "up"]);
+    client.ip(&["link", "set", "kpc0", "up"]);
+    client.ip(&["addr", "add", "10.9.0.2/24", "dev", "kpc0"]);
+    client.ip(&["route", "add", "172.30.0.0/24", "via", "10.9.0.1"]);
+    node.run(|| {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
+        // ICMP redirects would use up the per-peer ICMP rate limit before the REJECT's port-unreachable.
+        for dev in ["all", "kpn0"] {
+            std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/send_redirects"), "0")
+                .expect("no redirects");
+        }
+    });
+    let listener =
+        node.run(|| std::net::TcpListener::bind("0.0.0.0:8080").expect("bind endpoint port"));
+    let mut dp = node.run(|| NftablesDataplane::new(IpFamily::V4, cfg()).unwrap());
+    dp.sync(&v4_state("10.0.1.7"), false).unwrap();
+
+    let first = echo_through(&client, &listener, "172.30.0.10:80");
+    assert!(
+        ["10.0.1.5:8080", "10.0.1.7:8080"].contains(&first.to_string().as_str()),
+        "DNAT target {first}"
+    );
+    for _ in 0..8 {
+        assert_eq!(
+            echo_through(&client, &listener, "172.30.0.10:80"),
+            first,
+            "ClientIP affinity keeps the endpoint"
+        );
+    }
+    assert!(
+        refused(&client, "172.30.0.13:80"),
+        "service without endpoints rejects"
+    );
+    assert!(
+        refused(&client, "172.30.0.10:81"),
+        "wrong port on a ClusterIP rejects"
+    );
+
+    // Incremental: the second endpoint moves; traffic still flows to a current endpoint.
+    let r = dp.sync(&v4_state("10.0.1.8"), false).unwrap();
+    assert_eq!(r.kind, SyncKind::Partial);
+    let served = echo_through(&client, &listener, "172.30.0.10:80");
+    assert!(
+        ["10.0.1.5:8080", "10.0.1.8:8080"].contains(&served.to_string().as_str()),
+        "DNAT target {served}"
+    );
+    dp.cleanup().unwrap();
+}
