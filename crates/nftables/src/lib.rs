@@ -21,3 +21,8 @@ pub use error::NftError;
 pub use plan::{Family, Transaction};
 pub use render::{render_full, render_incremental, TABLE_COMMENT};
 pub use service::{render_service, ServiceRender};
+
+/// The `nft -f` script equivalent to a full sync of `state` (for `render --proxy-mode nftables`).
+pub fn render_script(state: &kube_proxy_model::ProxyState, cfg: &RenderConfig) -> String {
+    text::to_nft_script(&render_full(state, cfg))
+}

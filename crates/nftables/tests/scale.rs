@@ -12,6 +12,14 @@ use common::*;
 use kube_proxy_model::{build_state, synthetic_cluster, IpFamily, NodeContext};
 use kube_proxy_nftables::{NftablesDataplane, RenderConfig, SyncKind};
 
+/// Time this thread spent on a CPU (user and kernel), from /proc/thread-self/schedstat.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 #[test]
 #[ignore]
 fn ten_thousand_services() {
@@ -31,6 +39,17 @@ fn ten_thousand_services() {
         let mut dp = NftablesDataplane::new(IpFamily::V4, RenderConfig::default()).unwrap();
         let state = Arc::new(base.clone());
         let t = Instant::now();
+        let tx = kube_proxy_nftables::render_full(&state, &RenderConfig::default());
+        let render = t.elapsed();
+        let t = Instant::now();
+        let batch = kube_proxy_nftables::netlink::encode(&tx, 1);
+        println!(
+            "full render {render:?}, encode {:?} ({} ops)",
+            t.elapsed(),
+            batch.messages()
+        );
+        drop((tx, batch));
+        let t = Instant::now();
         let r = dp.sync(&state, false).unwrap();
         println!(
             "initial sync of {n} services: {:?}, {} messages, {} bytes",
@@ -40,6 +59,7 @@ fn ten_thousand_services() {
         );
         let mut current = state;
         let mut lat = Vec::new();
+        let mut cpu = Vec::new();
         for i in 0..100 {
             let mut next = (*current).clone();
             let (name, svc) = next
@@ -77,13 +97,21 @@ fn ten_thousand_services() {
                     b.messages()
                 );
             }
+            let cpu0 = thread_cpu_ns();
             let t = Instant::now();
             let r = dp.sync(&next, false).unwrap();
             lat.push(t.elapsed());
+            cpu.push(thread_cpu_ns() - cpu0);
             assert_eq!(r.kind, SyncKind::Partial);
             current = next;
         }
         lat.sort();
+        cpu.sort();
+        println!(
+            "single-endpoint change on-cpu (user+kernel): p50 {:.2} ms, p99 {:.2} ms",
+            cpu[cpu.len() / 2] as f64 / 1e6,
+            cpu[cpu.len() * 99 / 100] as f64 / 1e6
+        );
         println!(
             "single-endpoint change: p50 {:?}, p99 {:?}, max {:?}",
             lat[lat.len() / 2],
@@ -170,9 +198,14 @@ fn layout_probe() {
                 ops,
             };
             let b = encode(&tx, 1000);
+            let cpu0 = thread_cpu_ns();
             let t0 = Instant::now();
             t.send_batch(&tx, &b).map_err(|e| format!("{e:?}")).unwrap();
-            println!("probe {what}: {:?}", t0.elapsed());
+            println!(
+                "probe {what}: wall {:?}, on-cpu {:.2} ms",
+                t0.elapsed(),
+                (thread_cpu_ns() - cpu0) as f64 / 1e6
+            );
         }
     });
 }

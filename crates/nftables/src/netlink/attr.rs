@@ -11,7 +11,7 @@ pub struct AttrWriter {
 const NLA_F_NESTED: u16 = 0x8000;
 
 fn pad(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
+    while buf.len() & 3 != 0 {
         buf.push(0);
     }
 }

@@ -59,7 +59,7 @@ fn push_msg(
     h.emit(&mut out[start..start + 16]);
     out.extend_from_slice(&nfgen(family, res_id));
     out.extend_from_slice(attrs);
-    while out.len() % 4 != 0 {
+    while out.len() & 3 != 0 {
         out.push(0);
     }
 }
@@ -102,7 +102,7 @@ fn key_bytes(key: &[Value]) -> Vec<u8> {
             Value::Port(p) => out.extend_from_slice(&p.to_be_bytes()),
         }
         if key.len() > 1 {
-            while out.len() % 4 != 0 {
+            while out.len() & 3 != 0 {
                 out.push(0);
             }
         }
@@ -321,5 +321,122 @@ pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
         first_seq,
         last_seq,
         op_index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NetlinkBuffer;
+
+    /// (type, flags, seq, payload) of every message in the batch.
+    fn messages(b: &Batch) -> Vec<(u16, u16, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < b.bytes.len() {
+            let nl = NetlinkBuffer::new_checked(&b.bytes[off..]).unwrap();
+            let len = nl.length() as usize;
+            out.push((
+                nl.message_type(),
+                nl.flags(),
+                nl.sequence_number(),
+                nl.payload().to_vec(),
+            ));
+            off += len.div_ceil(4) * 4;
+        }
+        out
+    }
+
+    fn element(i: u32) -> Op {
+        Op::AddElement(Element {
+            set: "cluster-ips".into(),
+            key: vec![Value::Addr(
+                std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+            )],
+            verdict: None,
+            comment: None,
+        })
+    }
+
+    #[test]
+    fn batch_is_framed_and_only_the_last_message_asks_for_an_ack() {
+        let tx = Transaction {
+            family: Family::Ip,
+            ops: vec![
+                Op::AddTable { comment: None },
+                Op::AddChain(Chain::regular("c")),
+                Op::AddRule(Rule::new("c", vec![Stmt::Verdict(Verdict::Drop)])),
+            ],
+        };
+        let b = encode(&tx, 100);
+        let msgs = messages(&b);
+        assert_eq!(msgs.len(), 5);
+        assert_eq!(msgs[0].0, NFNL_MSG_BATCH_BEGIN);
+        assert_eq!(
+            &msgs[0].3[..4],
+            &[0, 0, 0, 10],
+            "AF_UNSPEC, v0, res_id NFNL_SUBSYS_NFTABLES"
+        );
+        assert_eq!(msgs[4].0, NFNL_MSG_BATCH_END);
+        let types: Vec<u16> = msgs[1..4].iter().map(|m| m.0 & 0xff).collect();
+        assert_eq!(
+            types,
+            vec![NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE]
+        );
+        assert!(msgs[1..4].iter().all(|m| m.0 >> 8 == NFNL_SUBSYS_NFTABLES));
+        assert!(msgs[1..4].iter().all(|m| m.3[0] == NFPROTO_IPV4));
+        let acks: Vec<bool> = msgs.iter().map(|m| m.1 & NLM_F_ACK != 0).collect();
+        assert_eq!(acks, vec![false, false, false, true, false]);
+        assert_eq!(msgs[3].1 & NLM_F_APPEND, NLM_F_APPEND, "rules are appended");
+        let seqs: Vec<u32> = msgs.iter().map(|m| m.2).collect();
+        assert_eq!(seqs, vec![100, 101, 102, 103, 104]);
+        assert_eq!(b.last_seq, 103);
+        assert_eq!(b.op_for_seq(102), Some(1));
+        assert_eq!(
+            b.op_for_seq(100),
+            None,
+            "the batch-begin message is no operation"
+        );
+    }
+
+    #[test]
+    fn consecutive_elements_share_messages_below_the_attribute_limit() {
+        let mut ops = vec![Op::AddChain(Chain::regular("c"))];
+        ops.extend((0..10_000).map(element));
+        ops.push(Op::AddChain(Chain::regular("d")));
+        let tx = Transaction {
+            family: Family::Ip,
+            ops,
+        };
+        let b = encode(&tx, 1);
+        let msgs = messages(&b);
+        let elem_msgs: Vec<&(u16, u16, u32, Vec<u8>)> = msgs
+            .iter()
+            .filter(|m| m.0 & 0xff == NFT_MSG_NEWSETELEM)
+            .collect();
+        assert!(
+            elem_msgs.len() > 1 && elem_msgs.len() < 20,
+            "{}",
+            elem_msgs.len()
+        );
+        assert!(elem_msgs.iter().all(|m| m.3.len() < 65_535));
+        // Operation indices map back: the chain after the elements is op 10001.
+        let last = b.op_index.last().copied();
+        assert_eq!(last, Some(10_001));
+        assert_eq!(b.messages(), 2 + elem_msgs.len());
+    }
+
+    #[test]
+    fn concatenated_keys_are_padded_per_field() {
+        let key = key_bytes(&[
+            Value::Addr("10.0.0.1".parse().unwrap()),
+            Value::Proto(kube_proxy_model::Protocol::Udp),
+            Value::Port(53),
+        ]);
+        assert_eq!(key, vec![10, 0, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0]);
+        assert_eq!(
+            key_bytes(&[Value::Addr("10.0.0.1".parse().unwrap())]),
+            vec![10, 0, 0, 1]
+        );
     }
 }

@@ -264,14 +264,12 @@ impl NfTransport for FakeTransport {
         let mut table = k.table(tx.family);
         for op in &tx.ops {
             match op {
-                Op::AddTable { .. } => {
-                    if table.is_none() {
-                        k.next_handle += 1;
-                        table = Some(TableInfo {
-                            handle: k.next_handle,
-                            use_count: 0,
-                        });
-                    }
+                Op::AddTable { .. } if table.is_none() => {
+                    k.next_handle += 1;
+                    table = Some(TableInfo {
+                        handle: k.next_handle,
+                        use_count: 0,
+                    });
                 }
                 Op::DeleteTable => table = None,
                 Op::AddChain(_) | Op::AddSet(_) => {

@@ -7,10 +7,13 @@ use std::collections::BTreeMap;
 
 use kube_proxy_nftables::plan::{Match, Op, Rule, Set, Stmt, Transaction, Value, Verdict};
 
+/// Elements of a set: key to (verdict, comment).
+pub type SimElements = BTreeMap<Vec<Value>, (Option<Verdict>, Option<String>)>;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimTable {
     pub chains: BTreeMap<String, Vec<Rule>>,
-    pub sets: BTreeMap<String, (Set, BTreeMap<Vec<Value>, (Option<Verdict>, Option<String>)>)>,
+    pub sets: BTreeMap<String, (Set, SimElements)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
