@@ -2,6 +2,7 @@
 //! cheaply (table handle and use count, one small netlink query), and sends one batch per sync.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kube_proxy_model::{IpFamily, ProxyState};
 
@@ -9,7 +10,7 @@ use crate::config::RenderConfig;
 use crate::error::NftError;
 use crate::netlink::{encode, NetlinkTransport, NfTransport, SendFailure, TableInfo};
 use crate::plan::{Family, Op, OpCounts, Transaction};
-use crate::render::{render_full, render_incremental};
+use crate::render::{no_local_endpoints, render_full, render_incremental};
 use crate::text::op_line;
 
 /// Full or incremental.
@@ -28,7 +29,12 @@ pub enum FullReason {
     Forced,
     /// The table's handle or use count differs from what we left.
     Tampered,
+    /// The full-sync period (default one hour, as upstream) has passed since the last full sync.
+    Periodic,
 }
+
+/// Upstream's period between unconditional full syncs.
+pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
 /// What one sync did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +47,8 @@ pub struct SyncReport {
     /// nf_tables messages in the batch and its size in bytes (0 when nothing changed and nothing was sent).
     pub messages: usize,
     pub bytes: usize,
+    /// Service ports with a Local policy and no local endpoint: (internal, external).
+    pub no_local_endpoints: (usize, usize),
 }
 
 /// The nftables dataplane of one family.
@@ -51,6 +59,8 @@ pub struct NftablesDataplane<T: NfTransport = NetlinkTransport> {
     applied: Option<Arc<ProxyState>>,
     expected: Option<TableInfo>,
     seq: u32,
+    last_full: Option<Instant>,
+    full_sync_period: Duration,
 }
 
 impl<T: NfTransport> std::fmt::Debug for NftablesDataplane<T> {
@@ -90,6 +100,8 @@ impl<T: NfTransport> NftablesDataplane<T> {
             applied: None,
             expected: None,
             seq: 1,
+            last_full: None,
+            full_sync_period: FULL_SYNC_PERIOD,
         }
     }
 
@@ -99,6 +111,11 @@ impl<T: NfTransport> NftablesDataplane<T> {
             self.cfg = cfg;
             self.applied = None;
         }
+    }
+
+    /// Changes the period between unconditional full syncs.
+    pub fn set_full_sync_period(&mut self, period: Duration) {
+        self.full_sync_period = period;
     }
 
     /// The transport (tests inspect fakes through it).
@@ -130,6 +147,11 @@ impl<T: NfTransport> NftablesDataplane<T> {
             Some(FullReason::Forced)
         } else if self.applied.is_none() {
             Some(FullReason::NoPreviousState)
+        } else if self
+            .last_full
+            .is_none_or(|t| t.elapsed() >= self.full_sync_period)
+        {
+            Some(FullReason::Periodic)
         } else if self.transport.table_info(self.family)? != self.expected {
             tracing::warn!(family = ?self.family, "nftables table kube-proxy changed behind our back; full resync");
             Some(FullReason::Tampered)
@@ -152,8 +174,10 @@ impl<T: NfTransport> NftablesDataplane<T> {
             counts: tx.counts(),
             messages: 0,
             bytes: 0,
+            no_local_endpoints: no_local_endpoints(state),
         };
         if tx.is_empty() {
+            // Only an incremental transaction can be empty (a full one always recreates the table).
             self.applied = Some(Arc::clone(state));
             return Ok(report);
         }
@@ -174,7 +198,10 @@ impl<T: NfTransport> NftablesDataplane<T> {
             }
         }
         self.expected = match kind {
-            SyncKind::Full => self.transport.table_info(self.family)?,
+            SyncKind::Full => {
+                self.last_full = Some(Instant::now());
+                self.transport.table_info(self.family)?
+            }
             SyncKind::Partial => self.expected.map(|t| TableInfo {
                 handle: t.handle,
                 use_count: u32::try_from(i64::from(t.use_count) + use_delta(&tx)).unwrap_or(0),

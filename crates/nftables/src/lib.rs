@@ -16,10 +16,12 @@ mod setup;
 pub mod text;
 
 pub use config::{LocalDetector, NodePortAddresses, RenderConfig};
-pub use dataplane::{cleanup, FullReason, NftablesDataplane, SyncKind, SyncReport};
+pub use dataplane::{
+    cleanup, FullReason, NftablesDataplane, SyncKind, SyncReport, FULL_SYNC_PERIOD,
+};
 pub use error::NftError;
 pub use plan::{Family, Transaction};
-pub use render::{render_full, render_incremental, TABLE_COMMENT};
+pub use render::{no_local_endpoints, render_full, render_incremental, TABLE_COMMENT};
 pub use service::{render_service, ServiceRender};
 
 /// The `nft -f` script equivalent to a full sync of `state` (for `render --proxy-mode nftables`).

@@ -248,3 +248,22 @@ pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfi
     tx.ops.extend(add_elems.into_iter().map(Op::AddElement));
     tx
 }
+
+/// Service ports whose Local traffic policy has no local endpoint while endpoints exist elsewhere:
+/// (internal, external), for `kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy}`.
+pub fn no_local_endpoints(state: &ProxyState) -> (usize, usize) {
+    let mut internal = 0;
+    let mut external = 0;
+    for svc in state.services.values() {
+        if !svc.has_any_endpoints || !svc.local_endpoints.is_empty() {
+            continue;
+        }
+        if svc.internal_policy_local {
+            internal += 1;
+        }
+        if svc.external_policy_local && svc.externally_accessible() {
+            external += 1;
+        }
+    }
+    (internal, external)
+}

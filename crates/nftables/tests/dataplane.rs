@@ -116,3 +116,24 @@ fn cleanup_deletes_the_table_once() {
     let r = dp.sync(&v4_state("10.0.1.7"), false).unwrap();
     assert_eq!(r.kind, SyncKind::Full);
 }
+
+#[test]
+fn full_sync_period_forces_a_full_sync() {
+    let (mut dp, _fake) = dataplane();
+    let a = v4_state("10.0.1.7");
+    dp.sync(&a, false).unwrap();
+    dp.set_full_sync_period(std::time::Duration::ZERO);
+    let r = dp.sync(&a, false).unwrap();
+    assert_eq!(r.full_reason, Some(FullReason::Periodic));
+    dp.set_full_sync_period(kube_proxy_nftables::FULL_SYNC_PERIOD);
+    let r = dp.sync(&a, false).unwrap();
+    assert_eq!(r.kind, SyncKind::Partial);
+}
+
+#[test]
+fn report_counts_services_without_local_endpoints() {
+    let (mut dp, _fake) = dataplane();
+    // v4_state: "itp" has internalTrafficPolicy Local and only a remote endpoint.
+    let r = dp.sync(&v4_state("10.0.1.7"), false).unwrap();
+    assert_eq!(r.no_local_endpoints, (1, 0));
+}

@@ -197,8 +197,8 @@ pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
         NFNL_SUBSYS_NFTABLES,
         &[],
     );
-    // Messages are collected first so that the last one can carry NLM_F_ACK.
-    let mut msgs: Vec<(u16, u16, Vec<u8>)> = Vec::new();
+    // Messages are written in place; the last one gets NLM_F_ACK afterwards.
+    let mut last_msg_offset = None;
     let mut set_id = 1u32;
     let mut i = 0;
     while i < tx.ops.len() {
@@ -292,18 +292,24 @@ pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
                 (NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND)
             }
         };
-        msgs.push(((NFNL_SUBSYS_NFTABLES << 8) | ty, flags, w.buf));
+        seq = seq.wrapping_add(1);
+        last_msg_offset = Some(out.len());
+        push_msg(
+            &mut out,
+            (NFNL_SUBSYS_NFTABLES << 8) | ty,
+            NLM_F_REQUEST | flags,
+            seq,
+            fam,
+            0,
+            &w.buf,
+        );
         op_index.push(start);
         i += 1;
     }
-    let n = msgs.len();
-    for (k, (ty, flags, attrs)) in msgs.into_iter().enumerate() {
-        seq = seq.wrapping_add(1);
-        let mut f = NLM_F_REQUEST | flags;
-        if k + 1 == n {
-            f |= NLM_F_ACK;
-        }
-        push_msg(&mut out, ty, f, seq, fam, 0, &attrs);
+    if let Some(off) = last_msg_offset {
+        // nlmsghdr: len u32, type u16, flags u16 (native endian).
+        let flags = u16::from_ne_bytes([out[off + 6], out[off + 7]]) | NLM_F_ACK;
+        out[off + 6..off + 8].copy_from_slice(&flags.to_ne_bytes());
     }
     let last_seq = seq;
     seq = seq.wrapping_add(1);
