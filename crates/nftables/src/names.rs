@@ -20,8 +20,8 @@ pub const FIREWALL_CHECK_CHAIN: &str = "firewall-check";
 pub const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
 pub const MASQUERADING_CHAIN: &str = "masquerading";
 
-/// nf_tables' name length limit (NFT_NAME_MAXLEN - 1).
-const NAME_LENGTH_MAX: usize = 256;
+/// nf_tables' name length limit (NFT_NAME_MAXLEN is 256 including the NUL).
+const NAME_LENGTH_MAX: usize = 255;
 /// Longest prefix we put before a base name, including its hyphen.
 const PREFIX_LENGTH_MAX: usize = 16;
 const BASE_LENGTH_MAX: usize = NAME_LENGTH_MAX - PREFIX_LENGTH_MAX;

@@ -42,7 +42,9 @@ pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig) -> ServiceRend
     let mut out = ServiceRender::default();
     let names = ServiceNames::of(&svc.name);
     let proto = svc.protocol;
-    let name_string = svc.name.to_string();
+    // nft limits comments to 128 bytes including the NUL; names are ASCII.
+    let mut name_string = svc.name.to_string();
+    name_string.truncate(127);
     let comment = Some(name_string.as_str());
     let triple = |ip| vec![Value::Addr(ip), Value::Proto(proto), Value::Port(svc.port)];
 

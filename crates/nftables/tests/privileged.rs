@@ -281,3 +281,21 @@ fn traffic_through_cluster_ips() {
     );
     dp.cleanup().unwrap();
 }
+
+/// Longest legal names (63-character namespace, name and port name, IPv6 endpoints): chain names are
+/// truncated to the kernel's limit and comments to nft's, identically by both encoders.
+#[test]
+fn longest_names_are_accepted() {
+    if !can_run_privileged() {
+        return;
+    }
+    let long = |c: char| std::iter::repeat_n(c, 63).collect::<String>();
+    let mut s = svc(name(&long('n'), &long('s'), &long('p')), "fd00:30::20", 80);
+    s.node_port = Some(30099);
+    s.endpoints = vec![ep("fd00:1:2:3:4:5:6:7", 65535, false)];
+    let first = Arc::new(state(IpFamily::V6, vec![finish(s.clone())]));
+    let mut empty = s;
+    empty.endpoints.clear();
+    let second = Arc::new(state(IpFamily::V6, vec![finish(empty)]));
+    check_full_and_incremental(first, second);
+}
