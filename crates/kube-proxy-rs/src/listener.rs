@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube_proxy_model::{IpFamily, Rejection};
+use kube_proxy_model::IpFamily;
 use kube_proxy_servers::{NamespacedName, ServiceHealthServer};
 use kube_proxy_sync::{DataplaneError, Snapshot, SyncListener, SyncOutcome};
 use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth, SyncKind};
@@ -61,7 +61,10 @@ impl SyncListener for Listener {
             *last = info;
         }
         let mut seen = self.changes_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let (services, endpoints) = (snapshot.service_changes_total, snapshot.endpoint_changes_total);
+        let (services, endpoints) = (
+            snapshot.service_changes_total,
+            snapshot.endpoint_changes_total,
+        );
         self.metrics.add_changes(
             services.saturating_sub(seen.0),
             endpoints.saturating_sub(seen.1),
@@ -103,10 +106,6 @@ impl SyncListener for Listener {
 
     fn failed(&self, family: IpFamily, error: &DataplaneError, elapsed: Duration) {
         tracing::error!(?family, ?elapsed, "failed to program rules: {error}");
-    }
-
-    fn rejected(&self, rejection: &Rejection) {
-        tracing::warn!(object = %rejection.object, reason = ?rejection.kind, "skipping invalid object");
     }
 }
 

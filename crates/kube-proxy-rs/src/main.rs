@@ -17,7 +17,11 @@ use kube_proxy_config::ProxyFlags;
 
 /// A drop-in replacement for Kubernetes' kube-proxy.
 #[derive(Debug, Parser)]
-#[command(name = "kube-proxy-rs", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "kube-proxy-rs",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -108,28 +108,50 @@ mod tests {
 
     #[test]
     fn node_ip_preference() {
-        let n = node(&[("Hostname", "n"), ("ExternalIP", "1.2.3.4"), ("InternalIP", "10.0.0.5")]);
+        let n = node(&[
+            ("Hostname", "n"),
+            ("ExternalIP", "1.2.3.4"),
+            ("InternalIP", "10.0.0.5"),
+        ]);
         assert_eq!(node_ips(Some(&n), None), vec![ip("10.0.0.5")]);
         let n = node(&[("ExternalIP", "1.2.3.4")]);
         assert_eq!(node_ips(Some(&n), None), vec![ip("1.2.3.4")]);
-        assert_eq!(node_ips(Some(&n), Some(ip("10.9.9.9"))), vec![ip("10.9.9.9")]);
+        assert_eq!(
+            node_ips(Some(&n), Some(ip("10.9.9.9"))),
+            vec![ip("10.9.9.9")]
+        );
         assert_eq!(node_ips(Some(&n), Some(ip("0.0.0.0"))), vec![ip("1.2.3.4")]);
         assert!(node_ips(None, None).is_empty());
     }
 
     #[test]
     fn nodeport_address_resolution() {
-        let local = [ip("127.0.0.1"), ip("10.0.0.5"), ip("192.168.1.5"), ip("fd00::5")];
+        let local = [
+            ip("127.0.0.1"),
+            ip("10.0.0.5"),
+            ip("192.168.1.5"),
+            ip("fd00::5"),
+        ];
         let nodes = [ip("10.0.0.5"), ip("fd00::5")];
-        let cidrs = |v: &[&str]| NodePortAddresses::Cidrs(v.iter().map(|x| x.parse().unwrap()).collect());
+        let cidrs =
+            |v: &[&str]| NodePortAddresses::Cidrs(v.iter().map(|x| x.parse().unwrap()).collect());
         let r = |spec: &NodePortAddresses, f| resolve_nodeport_addresses(spec, f, &local, &nodes);
-        assert_eq!(r(&NodePortAddresses::All, IpFamily::V4), NodePortSelection::All);
-        assert_eq!(r(&cidrs(&["0.0.0.0/0"]), IpFamily::V4), NodePortSelection::All);
+        assert_eq!(
+            r(&NodePortAddresses::All, IpFamily::V4),
+            NodePortSelection::All
+        );
+        assert_eq!(
+            r(&cidrs(&["0.0.0.0/0"]), IpFamily::V4),
+            NodePortSelection::All
+        );
         assert_eq!(
             r(&cidrs(&["192.168.0.0/16"]), IpFamily::V4),
             NodePortSelection::Ips(vec![ip("192.168.1.5")])
         );
-        assert_eq!(r(&cidrs(&["192.168.0.0/16"]), IpFamily::V6), NodePortSelection::All);
+        assert_eq!(
+            r(&cidrs(&["192.168.0.0/16"]), IpFamily::V6),
+            NodePortSelection::All
+        );
         assert_eq!(
             r(&cidrs(&["127.0.0.0/8", "10.0.0.0/8"]), IpFamily::V4),
             NodePortSelection::Ips(vec![ip("10.0.0.5"), ip("127.0.0.1")])

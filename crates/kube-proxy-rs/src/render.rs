@@ -32,7 +32,10 @@ fn render_main(args: RenderArgs) -> anyhow::Result<()> {
     let cfg = loaded.config;
     init_logging(cfg.verbosity);
     if cfg.mode != ProxyMode::Iptables {
-        anyhow::bail!("render supports --proxy-mode iptables only (got {})", cfg.mode.as_str());
+        anyhow::bail!(
+            "render supports --proxy-mode iptables only (got {})",
+            cfg.mode.as_str()
+        );
     }
     let Some(dir) = &cfg.manifests else {
         anyhow::bail!("render needs --manifests DIR");

@@ -66,7 +66,10 @@ pub fn main(flags: ProxyFlags, sync_once: bool) -> ExitCode {
 fn cleanup(cfg: &ProxyConfig) -> ExitCode {
     let _ = cfg;
     let mut ok = true;
-    for backend in [kube_proxy_iptables::Backend::Nft, kube_proxy_iptables::Backend::Legacy] {
+    for backend in [
+        kube_proxy_iptables::Backend::Nft,
+        kube_proxy_iptables::Backend::Legacy,
+    ] {
         let exec = kube_proxy_iptables::RealExec::new(backend);
         for family in [IpFamily::V4, IpFamily::V6] {
             if let Err(e) = kube_proxy_iptables::cleanup(&exec, family) {
@@ -109,8 +112,13 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     }
     if let Some(addr) = cfg.metrics_bind_address {
         let configz = serde_json::to_value(&loaded.raw).unwrap_or_default();
-        match kube_proxy_servers::serve_metrics(addr, metrics.clone(), cfg.mode.as_str().into(), configz)
-            .await
+        match kube_proxy_servers::serve_metrics(
+            addr,
+            metrics.clone(),
+            cfg.mode.as_str().into(),
+            configz,
+        )
+        .await
         {
             Ok(s) => servers.push(s),
             Err(e) => tracing::error!("metrics server: {e}"),

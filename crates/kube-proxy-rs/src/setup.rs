@@ -83,7 +83,9 @@ pub fn usable_families(exec: &dyn IptablesExec) -> Vec<IpFamily> {
     if std::path::Path::new("/proc/net/if_inet6").exists() {
         match exec.save(IpFamily::V6, Table::Nat) {
             Ok(_) => families.push(IpFamily::V6),
-            Err(e) => tracing::warn!("IPv6 is not usable with ip6tables, running single-stack: {e}"),
+            Err(e) => {
+                tracing::warn!("IPv6 is not usable with ip6tables, running single-stack: {e}")
+            }
         }
     }
     families
@@ -112,7 +114,10 @@ pub fn render_config(
             LocalDetector::Cidrs(of_family(node_pod_cidrs))
         }
         DetectLocal::NodeCidr => {
-            tracing::warn!(?family, "detect-local-mode NodeCIDR but the Node has no podCIDR of this family");
+            tracing::warn!(
+                ?family,
+                "detect-local-mode NodeCIDR but the Node has no podCIDR of this family"
+            );
             LocalDetector::None
         }
         DetectLocal::BridgeInterface(name) => LocalDetector::BridgeInterface(name.clone()),

@@ -1,0 +1,246 @@
+//! End-to-end harness: a two-node cluster of network namespaces, the test API server listening inside node1,
+//! and the real `kube-proxy-rs` binary running in node1 against it with `--master`.
+//!
+//! Every namespace and process is removed on drop. Tests wait for eventual states (rules programmed) with
+//! generous deadlines; they never assert on durations.
+#![allow(dead_code)]
+
+pub mod objects;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube_proxy_testkit::apiserver::{ApiServer, ApiServerOptions, Kind};
+use kube_proxy_testkit::netns::{
+    eventually, tcp_echo_server, tcp_exchange, udp_echo_server, udp_exchange, ClusterTopology,
+    EchoServer, Family, Netns, Reply, RequestError, TopologyOpts,
+};
+use serde_json::Value;
+
+/// Port every pod's echo servers listen on (TCP and UDP).
+pub const POD_PORT: u16 = 8080;
+/// How long to wait for the proxy to program a change.
+pub const SETTLE: Duration = Duration::from_secs(20);
+/// Per-request timeout: long enough for a loaded CI machine, short enough that a DROP test finishes.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The cluster under test.
+pub struct Cluster {
+    pub topo: ClusterTopology,
+    pub api: ApiServer,
+    pub runtime: tokio::runtime::Runtime,
+    pub proxy: std::sync::Mutex<Option<Proxy>>,
+    failures: std::sync::Mutex<Vec<String>>,
+    _servers: Vec<EchoServer>,
+}
+
+/// The proxy process under test.
+pub struct Proxy {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Returns false (skip) when not root and CI is unset; panics when CI=true and not root.
+pub fn privileged(test: &str) -> bool {
+    kube_proxy_testkit::netns::require_root(test)
+}
+
+impl Cluster {
+    /// Builds the namespaces, starts echo servers in every pod, the API server inside node1 (loaded with the
+    /// two Node objects), but not the proxy.
+    pub fn new() -> Cluster {
+        let topo = ClusterTopology::build(TopologyOpts {
+            ipv4: true,
+            ipv6: true,
+            vip_routes: vec!["192.168.100.0/24".into(), "fd00:192:168:100::/64".into()],
+            client_routes_to_pods: false,
+        })
+        .expect("building the namespaces");
+        // Nodes route service IPs out of their LAN interface (as a real node's default route would), so that
+        // traffic from the node itself reaches the OUTPUT DNAT rules.
+        for node in [&topo.node1, &topo.node2] {
+            node.ip(&["route", "add", "10.96.0.0/16", "dev", "eth0"])
+                .unwrap();
+            node.ip(&["-6", "route", "add", "fd00:96::/64", "dev", "eth0"])
+                .unwrap();
+        }
+        let mut servers = Vec::new();
+        for pod in &topo.pods {
+            for family in [Family::V4, Family::V6] {
+                let addr = SocketAddr::new(pod.ip(family), POD_PORT);
+                servers.push(tcp_echo_server(&pod.ns, addr).expect("tcp echo server"));
+                servers.push(udp_echo_server(&pod.ns, addr).expect("udp echo server"));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = topo
+            .node1
+            .run_in(|| std::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap()
+            .expect("binding the API server inside node1");
+        let api = runtime
+            .block_on(ApiServer::start_on(listener, ApiServerOptions::default()))
+            .expect("starting the API server");
+        let cluster = Cluster {
+            topo,
+            api,
+            runtime,
+            proxy: std::sync::Mutex::new(None),
+            failures: std::sync::Mutex::new(Vec::new()),
+            _servers: servers,
+        };
+        cluster.apply(objects::node("node1", 1, "zone-a"));
+        cluster.apply(objects::node("node2", 2, "zone-b"));
+        cluster
+    }
+
+    /// Creates or updates an object on the API server.
+    pub fn apply(&self, obj: Value) {
+        self.api.apply(&obj).expect("applying an object");
+    }
+
+    /// Deletes an object from the API server.
+    pub fn delete(&self, kind: Kind, ns: &str, name: &str) {
+        assert!(
+            self.api.delete(kind, ns, name),
+            "{kind:?} {ns}/{name} existed"
+        );
+    }
+
+    /// Starts kube-proxy-rs in node1 with the default test flags plus `extra`.
+    pub fn start_proxy(&self, extra: &[&str]) {
+        let log = std::env::temp_dir().join(format!(
+            "kprs-e2e-{}-{}.log",
+            std::process::id(),
+            self.topo.node1.name()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-proxy-rs"));
+        cmd.args([
+            "--master",
+            &self.api.url(),
+            "--hostname-override",
+            "node1",
+            "--cluster-cidr",
+            "10.244.0.0/16,fd00:10:244::/56",
+            "--iptables-min-sync-period",
+            "100ms",
+            "--conntrack-max-per-core=0",
+            "--v=4",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info,kube_proxy_sync=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file));
+        let child = self
+            .topo
+            .node1
+            .spawn(&mut cmd)
+            .expect("starting kube-proxy-rs");
+        *self.proxy.lock().unwrap() = Some(Proxy { child, log });
+    }
+
+    /// Kills the proxy with SIGKILL (rules stay behind).
+    pub fn kill_proxy(&self) {
+        if let Some(mut p) = self.proxy.lock().unwrap().take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+            std::mem::forget(p);
+        }
+    }
+
+    /// The proxy's log so far.
+    pub fn proxy_log(&self) -> String {
+        self.proxy
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(&p.log).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn pod(&self, name: &str) -> &Netns {
+        &self.topo.pod(name).ns
+    }
+
+    pub fn pod_ip(&self, name: &str, family: Family) -> IpAddr {
+        self.topo.pod(name).ip(family)
+    }
+
+    /// `iptables-save` (or `ip6tables-save`) of node1 via the nft backend.
+    pub fn save(&self, family: Family) -> String {
+        let tool = match family {
+            Family::V4 => "iptables-nft-save",
+            Family::V6 => "ip6tables-nft-save",
+        };
+        self.topo.node1.exec_ok(&[tool]).unwrap()
+    }
+
+    /// Waits until `f` holds, or panics with the proxy's log.
+    pub fn wait_until(&self, what: &str, f: impl FnMut() -> bool) {
+        if !self.check(what, f) {
+            self.finish();
+        }
+    }
+
+    /// Waits until `f` holds; on failure records it (see [`finish`](Self::finish)) and returns false, so that
+    /// one run reports every failing scenario.
+    pub fn check(&self, what: &str, mut f: impl FnMut() -> bool) -> bool {
+        let ok = eventually(SETTLE, || f().then_some(())).is_some();
+        if !ok {
+            eprintln!("FAILED: {what}");
+            self.failures.lock().unwrap().push(what.to_string());
+        }
+        ok
+    }
+
+    /// Panics with every recorded failure and the proxy's log, if anything failed.
+    pub fn finish(&self) {
+        let failures = self.failures.lock().unwrap().clone();
+        if !failures.is_empty() {
+            panic!(
+                "not reached within {SETTLE:?}:\n  {}\n--- proxy log ---\n{}",
+                failures.join("\n  "),
+                tail(&self.proxy_log(), 60)
+            );
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One TCP exchange from `ns` to `dst`.
+pub fn tcp(ns: &Netns, dst: SocketAddr) -> Result<Reply, RequestError> {
+    tcp_exchange(ns, dst, REQUEST_TIMEOUT)
+}
+
+/// One UDP exchange from `ns` to `dst`.
+pub fn udp(ns: &Netns, dst: SocketAddr) -> Result<Reply, RequestError> {
+    udp_exchange(ns, dst, REQUEST_TIMEOUT)
+}
+
+/// The set of backends that answered `n` TCP requests.
+pub fn tcp_backends(ns: &Netns, dst: SocketAddr, n: usize) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| tcp(ns, dst).ok().map(|r| r.backend))
+        .collect()
+}
+
+pub fn sa(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
