@@ -23,8 +23,11 @@ pub trait Dataplane: Send + 'static {
     fn family(&self) -> IpFamily;
     /// Programs `state`. `force_full` asks for a full rewrite (start-up, after a failure); the dataplane may also
     /// decide on its own that a full sync is needed (e.g. its canary is gone).
-    fn sync(&mut self, state: &Arc<ProxyState>, force_full: bool)
-        -> Result<SyncReport, DataplaneError>;
+    fn sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, DataplaneError>;
 }
 
 /// The outcome of one family's sync, as listeners see it.

@@ -56,8 +56,16 @@ impl Dataplane for FakeDataplane {
     fn family(&self) -> IpFamily {
         self.family
     }
-    fn sync(&mut self, state: &Arc<ProxyState>, force_full: bool) -> Result<SyncReport, DataplaneError> {
-        self.record.calls.lock().unwrap().push((state.services.len(), force_full));
+    fn sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, DataplaneError> {
+        self.record
+            .calls
+            .lock()
+            .unwrap()
+            .push((state.services.len(), force_full));
         let mut fail = self.record.fail_next.lock().unwrap();
         if *fail > 0 {
             *fail -= 1;
@@ -79,10 +87,11 @@ struct Heard {
 
 impl SyncListener for Heard {
     fn synced(&self, o: &SyncOutcome<'_>) {
-        self.synced
-            .lock()
-            .unwrap()
-            .push((o.family, o.previous.services.len(), o.current.services.len()));
+        self.synced.lock().unwrap().push((
+            o.family,
+            o.previous.services.len(),
+            o.current.services.len(),
+        ));
     }
     fn failed(&self, _f: IpFamily, _e: &DataplaneError, _d: Duration) {
         *self.failed.lock().unwrap() += 1;
@@ -95,7 +104,8 @@ impl SyncListener for Heard {
 fn objects(json: serde_json::Value) -> ClusterObjects {
     let mut objs = ClusterObjects::default();
     for item in json.as_array().unwrap() {
-        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(item.clone()).unwrap();
+        let svc: k8s_openapi::api::core::v1::Service =
+            serde_json::from_value(item.clone()).unwrap();
         let key = (
             svc.metadata.namespace.clone().unwrap(),
             svc.metadata.name.clone().unwrap(),
@@ -150,7 +160,10 @@ async fn first_sync_is_full_and_later_ones_are_not() {
     source.set(objects(serde_json::json!([svc("a", "10.96.0.10")])));
     let (mut r, record, heard) = runner(source.clone(), &[IpFamily::V4]);
     assert!(r.sync_once().await);
-    source.set(objects(serde_json::json!([svc("a", "10.96.0.10"), svc("b", "10.96.0.11")])));
+    source.set(objects(serde_json::json!([
+        svc("a", "10.96.0.10"),
+        svc("b", "10.96.0.11")
+    ])));
     assert!(r.sync_once().await);
     assert_eq!(*record.calls.lock().unwrap(), vec![(1, true), (2, false)]);
     assert_eq!(
@@ -166,9 +179,16 @@ async fn failure_forces_full_retry_and_keeps_last_applied_state() {
     let (mut r, record, heard) = runner(source.clone(), &[IpFamily::V4]);
     assert!(r.sync_once().await);
     *record.fail_next.lock().unwrap() = 1;
-    source.set(objects(serde_json::json!([svc("a", "10.96.0.10"), svc("b", "10.96.0.11")])));
+    source.set(objects(serde_json::json!([
+        svc("a", "10.96.0.10"),
+        svc("b", "10.96.0.11")
+    ])));
     assert!(!r.sync_once().await);
-    assert_eq!(r.applied_states()[0].services.len(), 1, "failed sync applied nothing");
+    assert_eq!(
+        r.applied_states()[0].services.len(),
+        1,
+        "failed sync applied nothing"
+    );
     assert!(r.sync_once().await);
     assert_eq!(
         *record.calls.lock().unwrap(),
@@ -200,14 +220,21 @@ async fn each_family_gets_its_own_state() {
 #[tokio::test]
 async fn rejections_are_reported_once_while_they_persist() {
     let source = Arc::new(FakeSource::default());
-    source.set(objects(serde_json::json!([svc("good", "10.96.0.10"), svc("bad", "10.96.0.999")])));
+    source.set(objects(serde_json::json!([
+        svc("good", "10.96.0.10"),
+        svc("bad", "10.96.0.999")
+    ])));
     let (mut r, record, heard) = runner(source, &[IpFamily::V4]);
     assert!(r.sync_once().await);
     assert!(r.sync_once().await);
     let rejected = heard.rejected.lock().unwrap().clone();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert!(rejected[0].object.contains("default/bad"), "{rejected:?}");
-    assert_eq!(record.calls.lock().unwrap()[0].0, 1, "the good service is programmed");
+    assert_eq!(
+        record.calls.lock().unwrap()[0].0,
+        1,
+        "the good service is programmed"
+    );
 }
 
 #[tokio::test]
@@ -218,10 +245,16 @@ async fn run_waits_for_readiness_then_syncs_on_change() {
     let stop2 = stop.clone();
     let task = tokio::spawn(r.run(async move { stop2.notified().await }));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(record.calls.lock().unwrap().is_empty(), "nothing before ready");
+    assert!(
+        record.calls.lock().unwrap().is_empty(),
+        "nothing before ready"
+    );
     source.set(objects(serde_json::json!([svc("a", "10.96.0.10")])));
     wait_for(|| record.calls.lock().unwrap().len() == 1).await;
-    source.set(objects(serde_json::json!([svc("a", "10.96.0.10"), svc("b", "10.96.0.11")])));
+    source.set(objects(serde_json::json!([
+        svc("a", "10.96.0.10"),
+        svc("b", "10.96.0.11")
+    ])));
     wait_for(|| record.calls.lock().unwrap().iter().any(|c| c.0 == 2)).await;
     stop.notify_one();
     task.await.unwrap();

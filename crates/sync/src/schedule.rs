@@ -116,7 +116,10 @@ mod tests {
         s.finished(true, t0);
         assert!(!s.is_due(t0 + Duration::from_secs(1)), "idle, not due");
         s.request();
-        assert!(!s.is_due(t0 + Duration::from_secs(1)), "within min interval");
+        assert!(
+            !s.is_due(t0 + Duration::from_secs(1)),
+            "within min interval"
+        );
         assert!(s.is_due(t0 + Duration::from_secs(2)));
         assert_eq!(s.next_due(), t0 + Duration::from_secs(2));
     }
