@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds a gzip'd cpio initramfs that boots Debian's kernel straight into one test binary.
+#
+# Usage: build-initramfs.sh KERNEL_RELEASE OUT.cpio.gz BINARY [ARGS...]
+#
+# The image holds: busybox (static), the .ko files IPVS tests need with their dependencies (resolved with
+# `modprobe --show-depends` against /lib/modules/KERNEL_RELEASE), `ip`, `ipset`, `iptables`/`ip6tables`
+# (nft and legacy) with their shared libraries and xtables plugins, the test binary with its libraries (ldd),
+# and an /init that loads the modules, runs the binary and prints `VMTEST-RESULT rc=N`, then powers off.
+set -euo pipefail
+
+kver="$1"; out="$2"; bin="$3"; shift 3
+moddir="/lib/modules/$kver"
+[ -d "$moddir" ] || { echo "build-initramfs: $moddir missing (install linux-image-cloud-amd64)" >&2; exit 2; }
+
+root="$(mktemp -d)"
+trap 'rm -rf "$root"' EXIT
+
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,etc,guest,var/run,lib64,lib/x86_64-linux-gnu}
+cp /bin/busybox "$root/bin/busybox"
+
+# Copy a file and its shared libraries (ldd) into the image at the same paths.
+copy_with_libs() {
+  local f="$1" dest="${2:-$1}"
+  mkdir -p "$root/$(dirname "$dest")"
+  cp -L "$f" "$root/$dest"
+  { ldd "$f" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[ \t]*\/lib/{print $1}' | while read -r lib; do
+    mkdir -p "$root/$(dirname "$lib")"
+    [ -e "$root/$lib" ] || cp -L "$lib" "$root/$lib"
+  done
+}
+
+copy_with_libs "$bin" /guest/test-binary
+for tool in /usr/bin/ip /usr/sbin/ipset /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi; do
+  if [ -x "$tool" ]; then copy_with_libs "$tool"; fi
+done
+for name in iptables iptables-restore iptables-save ip6tables ip6tables-restore ip6tables-save; do
+  if [ -x "$root/usr/sbin/xtables-nft-multi" ]; then ln -sf xtables-nft-multi "$root/usr/sbin/$name"; fi
+  if [ -x "$root/usr/sbin/xtables-legacy-multi" ]; then ln -sf xtables-legacy-multi "$root/usr/sbin/$name-legacy"; fi
+done
+if [ -d /usr/lib/x86_64-linux-gnu/xtables ]; then
+  mkdir -p "$root/usr/lib/x86_64-linux-gnu"
+  cp -a /usr/lib/x86_64-linux-gnu/xtables "$root/usr/lib/x86_64-linux-gnu/"
+  for so in "$root"/usr/lib/x86_64-linux-gnu/xtables/*.so; do
+    { ldd "$so" 2>/dev/null || true; } | awk '/=> \//{print $3}' | while read -r lib; do
+      [ -e "$root/$lib" ] || { mkdir -p "$root/$(dirname "$lib")"; cp -L "$lib" "$root/$lib"; }
+    done
+  done
+fi
+# iptables looks protocols up by name.
+if [ -f /etc/protocols ]; then cp /etc/protocols "$root/etc/"; fi
+
+modules="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_sh ip_vs_dh ip_vs_sed ip_vs_nq
+  nf_conntrack nf_conntrack_netlink dummy veth
+  ip_set ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip ip_set_hash_ipportnet ip_set_hash_net ip_set_bitmap_port
+  x_tables ip_tables ip6_tables iptable_nat iptable_filter iptable_mangle ip6table_nat ip6table_filter ip6table_mangle
+  xt_set xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_conntrack xt_nat xt_tcpudp ipt_REJECT ip6t_REJECT
+  nf_tables nft_compat nft_chain_nat nft_ct nft_nat nft_masq nft_reject_inet nft_reject_ipv4"
+: > "$root/modules.list"
+for m in $modules; do
+  modprobe -S "$kver" --show-depends "$m" 2>/dev/null | awk '$1=="insmod"' || true
+done | awk '!seen[$2]++ && $2 !~ /crc32c-intel/' | while read -r _ path params; do
+  mkdir -p "$root/$(dirname "$path")"
+  case "$path" in
+    *.ko.xz) xz -dc "$path" > "$root/${path%.xz}"; path="${path%.xz}" ;;
+    *.ko.zst) zstd -qdc "$path" > "$root/${path%.zst}"; path="${path%.zst}" ;;
+    *) cp "$path" "$root/$path" ;;
+  esac
+  echo "$path $params" >> "$root/modules.list"
+done
+
+{
+  printf '%s\n' '#!/bin/busybox sh'
+  printf '%s\n' '/bin/busybox --install -s /bin'
+  printf '%s\n' 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin'
+  printf '%s\n' 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
+  printf '%s\n' 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns'
+  printf '%s\n' 'while read -r ko params; do insmod "$ko" $params || echo "VMTEST-WARN insmod $ko failed"; done < /modules.list'
+  printf '%s\n' 'ip link set lo up'
+  printf '%s\n' 'echo VMTEST-START'
+  printf 'cd /guest && /guest/test-binary'
+  for a in "$@"; do printf " '%s'" "${a//\'/\'\\\'\'}"; done
+  printf '\n'
+  printf '%s\n' 'echo "VMTEST-RESULT rc=$?"'
+  printf '%s\n' 'poweroff -f'
+} > "$root/init"
+chmod +x "$root/init"
+
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$out"
