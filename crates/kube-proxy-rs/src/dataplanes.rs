@@ -1,38 +1,34 @@
-//! The iptables dataplane as the sync runner drives it: program one family, then reconcile UDP conntrack entries.
+//! The modes as the sync runner drives them: program one family, then reconcile UDP conntrack entries.
 
 use std::sync::Arc;
 
 use kube_proxy_conntrack::{cleanup_required, ConntrackOps};
-use kube_proxy_iptables::{IptablesDataplane, SyncKind};
+use kube_proxy_iptables::IptablesDataplane;
 use kube_proxy_model::{IpFamily, ProxyState};
+use kube_proxy_nftables::NftablesDataplane;
 use kube_proxy_sync::{Dataplane, DataplaneError, SyncReport};
-use kube_proxy_telemetry::Metrics;
+use kube_proxy_telemetry::{Metrics, TrafficPolicy};
 
-/// One family's iptables proxier plus the conntrack cleanup that follows each successful sync.
-pub struct IptablesMode {
-    pub iptables: IptablesDataplane,
-    pub conntrack: Option<Arc<dyn ConntrackOps>>,
-    pub metrics: Arc<Metrics>,
-    /// The state of the last sync whose conntrack cleanup succeeded.
+/// Deletes stale UDP conntrack entries after successful syncs, when endpoints of UDP services changed.
+pub struct ConntrackReconciler {
+    ops: Option<Arc<dyn ConntrackOps>>,
+    metrics: Arc<Metrics>,
+    /// The state of the last sync whose cleanup succeeded.
     reconciled: Option<Arc<ProxyState>>,
 }
 
-impl IptablesMode {
-    pub fn new(
-        iptables: IptablesDataplane,
-        conntrack: Option<Arc<dyn ConntrackOps>>,
-        metrics: Arc<Metrics>,
-    ) -> IptablesMode {
-        IptablesMode {
-            iptables,
-            conntrack,
+impl ConntrackReconciler {
+    pub fn new(ops: Option<Arc<dyn ConntrackOps>>, metrics: Arc<Metrics>) -> ConntrackReconciler {
+        ConntrackReconciler {
+            ops,
             metrics,
             reconciled: None,
         }
     }
 
-    fn reconcile_conntrack(&mut self, state: &Arc<ProxyState>) {
-        let Some(ops) = &self.conntrack else { return };
+    /// Call after the rules for `state` are in place (or new entries would be stale too).
+    fn after_sync(&mut self, state: &Arc<ProxyState>) {
+        let Some(ops) = &self.ops else { return };
         let needed = match &self.reconciled {
             None => true,
             Some(prev) => cleanup_required(prev, state),
@@ -54,6 +50,19 @@ impl IptablesMode {
             Err(e) => tracing::warn!(family = ?state.family, "conntrack cleanup failed: {e}"),
         }
     }
+
+    fn record_no_local(&self, family: IpFamily, internal: usize, external: usize) {
+        self.metrics
+            .set_no_local_endpoints(family, TrafficPolicy::Internal, internal as u64);
+        self.metrics
+            .set_no_local_endpoints(family, TrafficPolicy::External, external as u64);
+    }
+}
+
+/// One family's iptables proxier.
+pub struct IptablesMode {
+    pub iptables: IptablesDataplane,
+    pub conntrack: ConntrackReconciler,
 }
 
 impl Dataplane for IptablesMode {
@@ -67,39 +76,77 @@ impl Dataplane for IptablesMode {
         force_full: bool,
     ) -> Result<SyncReport, DataplaneError> {
         let family = self.family();
+        let metrics = self.conntrack.metrics.clone();
         let partial = !force_full && self.iptables.last_applied().is_some();
         let report = match self.iptables.sync(state, force_full) {
             Ok(r) => r,
             Err(e) => {
-                self.metrics.inc_restore_failure(family, partial);
-                self.metrics.inc_sync_failure(family, "iptables");
+                metrics.inc_restore_failure(family, partial);
+                metrics.inc_sync_failure(family, "iptables");
                 return Err(Box::new(e));
             }
         };
-        self.metrics
-            .set_iptables_rule_counts(family, "filter", report.filter_rules_total as u64);
-        self.metrics
-            .set_iptables_rule_counts(family, "nat", report.nat_rules_total as u64);
-        self.metrics
-            .set_iptables_rules_last(family, "filter", report.filter_rules as u64);
-        self.metrics
-            .set_iptables_rules_last(family, "nat", report.nat_rules as u64);
-        self.metrics.set_no_local_endpoints(
+        for (table, total, last) in [
+            ("filter", report.filter_rules_total, report.filter_rules),
+            ("nat", report.nat_rules_total, report.nat_rules),
+        ] {
+            metrics.set_iptables_rule_counts(family, table, total as u64);
+            metrics.set_iptables_rules_last(family, table, last as u64);
+        }
+        self.conntrack.record_no_local(
             family,
-            kube_proxy_telemetry::TrafficPolicy::Internal,
-            report.no_local_endpoints_internal as u64,
+            report.no_local_endpoints_internal,
+            report.no_local_endpoints_external,
         );
-        self.metrics.set_no_local_endpoints(
-            family,
-            kube_proxy_telemetry::TrafficPolicy::External,
-            report.no_local_endpoints_external as u64,
-        );
-        self.reconcile_conntrack(state);
+        self.conntrack.after_sync(state);
         Ok(SyncReport {
-            full: report.kind == SyncKind::Full,
+            full: report.kind == kube_proxy_iptables::SyncKind::Full,
             counts: vec![
                 ("filter".into(), report.filter_rules_total as u64),
                 ("nat".into(), report.nat_rules_total as u64),
+            ],
+        })
+    }
+}
+
+/// One family's nftables proxier.
+pub struct NftablesMode {
+    pub family: IpFamily,
+    pub nftables: NftablesDataplane,
+    pub conntrack: ConntrackReconciler,
+}
+
+impl Dataplane for NftablesMode {
+    fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    fn sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        force_full: bool,
+    ) -> Result<SyncReport, DataplaneError> {
+        let report = match self.nftables.sync(state, force_full) {
+            Ok(r) => r,
+            Err(e) => {
+                self.conntrack
+                    .metrics
+                    .inc_nftables_sync_failure(self.family);
+                self.conntrack
+                    .metrics
+                    .inc_sync_failure(self.family, "nftables");
+                return Err(Box::new(e));
+            }
+        };
+        let (internal, external) = report.no_local_endpoints;
+        self.conntrack
+            .record_no_local(self.family, internal, external);
+        self.conntrack.after_sync(state);
+        Ok(SyncReport {
+            full: report.kind == kube_proxy_nftables::SyncKind::Full,
+            counts: vec![
+                ("messages".into(), report.messages as u64),
+                ("bytes".into(), report.bytes as u64),
             ],
         })
     }

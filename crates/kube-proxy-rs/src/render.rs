@@ -8,7 +8,7 @@ use kube_proxy_iptables::{render, RenderScope};
 use kube_proxy_model::{build_state, IpFamily, NodeContext};
 
 use crate::node_addresses::{local_addresses, node_ips};
-use crate::setup::{init_logging, node_name, render_config};
+use crate::setup::{init_logging, nftables_config, node_name, render_config};
 
 /// Arguments of `render`: the usual flags (`--manifests` is required).
 #[derive(Debug, Args)]
@@ -31,9 +31,9 @@ fn render_main(args: RenderArgs) -> anyhow::Result<()> {
     let loaded = kube_proxy_config::resolve(&args.flags)?;
     let cfg = loaded.config;
     init_logging(cfg.verbosity);
-    if cfg.mode != ProxyMode::Iptables {
+    if !matches!(cfg.mode, ProxyMode::Iptables | ProxyMode::Nftables) {
         anyhow::bail!(
-            "render supports --proxy-mode iptables only (got {})",
+            "render supports --proxy-mode iptables and nftables (got {})",
             cfg.mode.as_str()
         );
     }
@@ -61,6 +61,12 @@ fn render_main(args: RenderArgs) -> anyhow::Result<()> {
             continue;
         }
         let rcfg = render_config(&cfg, family, &ips, &built.state.node_pod_cidrs, &local);
+        if cfg.mode == ProxyMode::Nftables {
+            let ncfg = nftables_config(&rcfg, family, &cfg.service_cluster_ip_range);
+            out.push_str(&format!("# nft -f input ({family:?}) for node {node}\n"));
+            out.push_str(&kube_proxy_nftables::render_script(&built.state, &ncfg));
+            continue;
+        }
         let rules = render(&built.state, &rcfg, &RenderScope::Full);
         let tool = match family {
             IpFamily::V4 => "iptables-restore",

@@ -8,12 +8,13 @@ use kube_proxy_config::{Loaded, ProxyConfig, ProxyFlags, ProxyMode};
 use kube_proxy_conntrack::{ConntrackOps, NetlinkConntrack};
 use kube_proxy_iptables::{IptablesDataplane, IptablesExec, ProcSysctl};
 use kube_proxy_model::{IpFamily, NodeContext};
+use kube_proxy_nftables::NftablesDataplane;
 use kube_proxy_servers::{ListenAddresses, ServiceHealthServer};
 use kube_proxy_sources::{ChangeTracker, ObjectKind};
 use kube_proxy_sync::{Dataplane, Runner, RunnerConfig, ScheduleConfig};
 use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth};
 
-use crate::dataplanes::IptablesMode;
+use crate::dataplanes::{ConntrackReconciler, IptablesMode, NftablesMode};
 use crate::listener::Listener;
 use crate::node_addresses::{local_addresses, node_ips, NodePortSelection};
 use crate::setup;
@@ -62,10 +63,14 @@ pub fn main(flags: ProxyFlags, sync_once: bool) -> ExitCode {
     }
 }
 
-/// `--cleanup`: remove every rule kube-proxy-rs may have created, in both backends and families.
+/// `--cleanup`: remove every rule kube-proxy-rs may have created, in every mode, backend and family.
 fn cleanup(cfg: &ProxyConfig) -> ExitCode {
     let _ = cfg;
     let mut ok = true;
+    if let Err(e) = kube_proxy_nftables::cleanup() {
+        tracing::warn!("cleanup of the nftables tables: {e}");
+        ok = false;
+    }
     for backend in [
         kube_proxy_iptables::Backend::Nft,
         kube_proxy_iptables::Backend::Legacy,
@@ -87,9 +92,9 @@ fn cleanup(cfg: &ProxyConfig) -> ExitCode {
 
 async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     let cfg = loaded.config.clone();
-    if cfg.mode != ProxyMode::Iptables {
+    if !matches!(cfg.mode, ProxyMode::Iptables | ProxyMode::Nftables) {
         anyhow::bail!(
-            "--proxy-mode {} is not available in this version; use iptables",
+            "--proxy-mode {} is not available in this version; use iptables or nftables",
             cfg.mode.as_str()
         );
     }
@@ -171,6 +176,7 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
         Vec::new()
     });
 
+    setup::cleanup_other_modes(cfg.mode);
     let exec: Arc<dyn IptablesExec> = setup::iptables_exec(&cfg);
     let families = setup::usable_families(exec.as_ref());
     let conntrack: Option<Arc<dyn ConntrackOps>> = Some(Arc::new(NetlinkConntrack::new()));
@@ -183,13 +189,24 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
             NodePortSelection::All => hc_all = true,
             NodePortSelection::Ips(v) => hc_addresses.extend(v.iter().copied()),
         }
-        let iptables = IptablesDataplane::new(exec.clone(), &ProcSysctl, *family, rcfg)
-            .with_context(|| format!("preparing the {family:?} iptables proxier"))?;
-        dataplanes.push(Box::new(IptablesMode::new(
-            iptables,
-            conntrack.clone(),
-            metrics.clone(),
-        )));
+        let reconciler = ConntrackReconciler::new(conntrack.clone(), metrics.clone());
+        if cfg.mode == ProxyMode::Nftables {
+            let ncfg = setup::nftables_config(&rcfg, *family, &cfg.service_cluster_ip_range);
+            let nftables = NftablesDataplane::new(*family, ncfg)
+                .with_context(|| format!("preparing the {family:?} nftables proxier"))?;
+            dataplanes.push(Box::new(NftablesMode {
+                family: *family,
+                nftables,
+                conntrack: reconciler,
+            }));
+        } else {
+            let iptables = IptablesDataplane::new(exec.clone(), &ProcSysctl, *family, rcfg)
+                .with_context(|| format!("preparing the {family:?} iptables proxier"))?;
+            dataplanes.push(Box::new(IptablesMode {
+                iptables,
+                conntrack: reconciler,
+            }));
+        }
     }
     let hc_server = Arc::new(ServiceHealthServer::new(
         if hc_all {

@@ -145,3 +145,54 @@ pub fn render_config(
         ..RenderConfig::default()
     }
 }
+
+/// The nftables renderer's settings: the same concepts as iptables', plus the service CIDRs of this family.
+pub fn nftables_config(
+    ipt: &RenderConfig,
+    family: IpFamily,
+    service_cidrs: &[IpNet],
+) -> kube_proxy_nftables::RenderConfig {
+    use kube_proxy_nftables::{LocalDetector as NftDetector, NodePortAddresses as NftNodePorts};
+    let local_detector = match &ipt.local_detector {
+        LocalDetector::None => NftDetector::None,
+        LocalDetector::Cidrs(c) => NftDetector::Cidrs(c.clone()),
+        LocalDetector::BridgeInterface(b) => NftDetector::BridgeInterface(b.clone()),
+        LocalDetector::InterfaceNamePrefix(p) => NftDetector::InterfaceNamePrefix(p.clone()),
+    };
+    let node_port_addresses = match &ipt.node_port_addresses {
+        kube_proxy_iptables::NodePortAddresses::All => NftNodePorts::All,
+        kube_proxy_iptables::NodePortAddresses::Ips(ips) => NftNodePorts::Ips(ips.clone()),
+    };
+    kube_proxy_nftables::RenderConfig {
+        masquerade_all: ipt.masquerade_all,
+        masquerade_bit: ipt.masquerade_bit,
+        local_detector,
+        node_port_addresses,
+        node_ips: ipt.node_ips.clone(),
+        service_cidrs: service_cidrs
+            .iter()
+            .filter(|c| family.contains(&c.addr()))
+            .copied()
+            .collect(),
+    }
+}
+
+/// Removes what the other modes may have left behind, as upstream does at start-up. Failures are logged.
+pub fn cleanup_other_modes(mode: kube_proxy_config::ProxyMode) {
+    use kube_proxy_config::ProxyMode;
+    if mode != ProxyMode::Nftables {
+        if let Err(e) = kube_proxy_nftables::cleanup() {
+            tracing::debug!("removing nftables leftovers: {e}");
+        }
+    }
+    if mode == ProxyMode::Nftables {
+        for backend in [Backend::Nft, Backend::Legacy] {
+            let exec = RealExec::new(backend);
+            for family in [IpFamily::V4, IpFamily::V6] {
+                if let Err(e) = kube_proxy_iptables::cleanup(&exec, family) {
+                    tracing::debug!(?backend, ?family, "removing iptables leftovers: {e}");
+                }
+            }
+        }
+    }
+}

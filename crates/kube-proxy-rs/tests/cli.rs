@@ -18,7 +18,11 @@ fn examples() -> std::path::PathBuf {
 #[test]
 fn bad_flag_value_exits_non_zero_naming_the_field() {
     let out = bin()
-        .args(["--iptables-masquerade-bit=40", "--manifests", "/nonexistent"])
+        .args([
+            "--iptables-masquerade-bit=40",
+            "--manifests",
+            "/nonexistent",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -57,7 +61,11 @@ fn write_config_to_round_trips_through_config() {
         .arg(format!("--write-config-to={}", path.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("masqueradeAll: true"), "{text}");
     assert!(text.contains("clusterCIDR: 10.244.0.0/16"), "{text}");
@@ -70,7 +78,11 @@ fn write_config_to_round_trips_through_config() {
         .arg(format!("--write-config-to={}", again.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(text, std::fs::read_to_string(&again).unwrap());
 }
 
@@ -81,7 +93,11 @@ fn render_prints_upstream_layout_without_root() {
         .arg(examples())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "*nat",
@@ -100,7 +116,8 @@ fn render_prints_upstream_layout_without_root() {
 
 #[test]
 fn manifests_source_programs_and_follows_changes_then_cleanup_removes_it() {
-    if !common::privileged("manifests_source_programs_and_follows_changes_then_cleanup_removes_it") {
+    if !common::privileged("manifests_source_programs_and_follows_changes_then_cleanup_removes_it")
+    {
         return;
     }
     let ns = Netns::new("cli").unwrap();
@@ -123,7 +140,9 @@ fn manifests_source_programs_and_follows_changes_then_cleanup_removes_it() {
     .stderr(std::process::Stdio::null());
     let mut child = ns.spawn(&mut cmd).unwrap();
     let save = |ns: &Netns| ns.exec_ok(&["iptables-nft-save"]).unwrap_or_default();
-    let programmed = eventually(common::SETTLE, || save(&ns).contains("10.96.0.10").then_some(()));
+    let programmed = eventually(common::SETTLE, || {
+        save(&ns).contains("10.96.0.10").then_some(())
+    });
     assert!(programmed.is_some(), "examples programmed:\n{}", save(&ns));
     // A new file appears: its Service gets rules.
     std::fs::write(
@@ -133,17 +152,25 @@ fn manifests_source_programs_and_follows_changes_then_cleanup_removes_it() {
     )
     .unwrap();
     assert!(
-        eventually(common::SETTLE, || save(&ns).contains("10.96.7.7").then_some(())).is_some(),
+        eventually(common::SETTLE, || save(&ns)
+            .contains("10.96.7.7")
+            .then_some(()))
+        .is_some(),
         "new file picked up"
     );
     // A malformed file is skipped; everything else keeps working.
     std::fs::write(dir.path().join("broken.yaml"), "kind: Service\n  : : [\n").unwrap();
     std::fs::remove_file(dir.path().join("extra.yaml")).unwrap();
     assert!(
-        eventually(common::SETTLE, || (!save(&ns).contains("10.96.7.7")).then_some(())).is_some(),
+        eventually(common::SETTLE, || (!save(&ns).contains("10.96.7.7"))
+            .then_some(()))
+        .is_some(),
         "removed file's service dropped"
     );
-    assert!(save(&ns).contains("10.96.0.10"), "healthy services untouched");
+    assert!(
+        save(&ns).contains("10.96.0.10"),
+        "healthy services untouched"
+    );
     let _ = child.kill();
     let _ = child.wait();
     // SIGKILL left the rules; --cleanup removes them.
@@ -151,12 +178,23 @@ fn manifests_source_programs_and_follows_changes_then_cleanup_removes_it() {
     let out = ns
         .exec(&[env!("CARGO_BIN_EXE_kube-proxy-rs"), "--cleanup"])
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let nat = ns.exec_ok(&["iptables-nft-save", "-t", "nat"]).unwrap_or_default();
-    let filter = ns.exec_ok(&["iptables-nft-save", "-t", "filter"]).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nat = ns
+        .exec_ok(&["iptables-nft-save", "-t", "nat"])
+        .unwrap_or_default();
+    let filter = ns
+        .exec_ok(&["iptables-nft-save", "-t", "filter"])
+        .unwrap_or_default();
     assert!(!nat.contains("KUBE-"), "nat after cleanup:\n{nat}");
     // Only kubelet-shared KUBE-FIREWALL may stay, as upstream leaves it.
     for line in filter.lines().filter(|l| l.contains("KUBE-")) {
-        assert!(line.contains("KUBE-FIREWALL"), "filter after cleanup: {line}");
+        assert!(
+            line.contains("KUBE-FIREWALL"),
+            "filter after cleanup: {line}"
+        );
     }
 }

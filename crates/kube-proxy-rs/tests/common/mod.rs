@@ -25,6 +25,30 @@ pub const SETTLE: Duration = Duration::from_secs(20);
 /// Per-request timeout: long enough for a loaded CI machine, short enough that a DROP test finishes.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// A kernel mode under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Iptables,
+    Nftables,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Iptables => "iptables",
+            Mode::Nftables => "nftables",
+        }
+    }
+
+    /// What every per-service chain name starts with.
+    pub fn service_chain_prefix(self) -> &'static str {
+        match self {
+            Mode::Iptables => "KUBE-SVC-",
+            Mode::Nftables => "service-",
+        }
+    }
+}
+
 /// The cluster under test.
 pub struct Cluster {
     pub topo: ClusterTopology,
@@ -177,6 +201,20 @@ impl Cluster {
 
     pub fn pod_ip(&self, name: &str, family: Family) -> IpAddr {
         self.topo.pod(name).ip(family)
+    }
+
+    /// node1's rules of `mode` as text: `iptables-save` or `nft list table`.
+    pub fn rules(&self, mode: Mode, family: Family) -> String {
+        match mode {
+            Mode::Iptables => self.save(family),
+            Mode::Nftables => {
+                let fam = if family == Family::V4 { "ip" } else { "ip6" };
+                self.topo
+                    .node1
+                    .exec_ok(&["nft", "list", "table", fam, "kube-proxy"])
+                    .unwrap_or_default()
+            }
+        }
     }
 
     /// `iptables-save` (or `ip6tables-save`) of node1 via the nft backend.

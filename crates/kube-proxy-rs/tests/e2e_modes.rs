@@ -1,5 +1,6 @@
-//! End-to-end: the real binary in iptables mode, driven through `--master` by the test API server, with real
-//! traffic between network namespaces. Root only; fails (not skips) when CI=true and not root.
+//! End-to-end: the real binary, driven through `--master` by the test API server, with real traffic between
+//! network namespaces. One scenario list runs in every kernel mode (iptables, nftables). Root only; fails (not
+//! skips) when CI=true and not root.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use common::objects::{ep, node, service, slice};
-use common::{privileged, sa, tcp, tcp_backends, udp, Cluster};
+use common::{privileged, sa, tcp, tcp_backends, udp, Cluster, Mode};
 use kube_proxy_testkit::apiserver::Kind;
 use kube_proxy_testkit::netns::Family;
 use serde_json::json;
@@ -273,12 +274,22 @@ fn with_lb(mut svc: serde_json::Value, ip: &str, ip_mode: Option<&str>) -> serde
 
 #[test]
 fn iptables_service_semantics() {
-    if !privileged("iptables_service_semantics") {
-        return;
+    if privileged("iptables_service_semantics") {
+        service_semantics(Mode::Iptables);
     }
+}
+
+#[test]
+fn nftables_service_semantics() {
+    if privileged("nftables_service_semantics") {
+        service_semantics(Mode::Nftables);
+    }
+}
+
+fn service_semantics(mode: Mode) {
     let c = Cluster::new();
     load_scenarios(&c);
-    c.start_proxy(&[]);
+    c.start_proxy(&["--proxy-mode", mode.name()]);
     let pod_a = c.pod("pod-a");
     let pod_b = c.pod("pod-b");
     let client = &c.topo.client;
@@ -311,10 +322,16 @@ fn iptables_service_semantics() {
     c.check("np via node1's NodePort reaches pod-c, masqueraded", || {
         matches!(tcp(client, sa(NODE1, 30080)), Ok(r) if r.backend == "pod-c" && r.source.to_string() == NODE1)
     });
-    // NodePort from localhost on the node (route_localnet).
-    c.check("np via 127.0.0.1", || {
-        tcp(node1, sa("127.0.0.1", 30080)).is_ok()
-    });
+    // NodePort from localhost on the node (route_localnet): iptables mode only, as upstream.
+    if mode == Mode::Iptables {
+        c.check("np via 127.0.0.1", || {
+            tcp(node1, sa("127.0.0.1", 30080)).is_ok()
+        });
+    } else {
+        c.check("no NodePort on 127.0.0.1", || {
+            tcp(node1, sa("127.0.0.1", 30080)).is_err()
+        });
+    }
     // eTP Local: only the local endpoint, client source preserved.
     c.check("np-local keeps the client's address", || {
         (0..10).all(|_| {
@@ -378,7 +395,7 @@ fn iptables_service_semantics() {
     );
 
     // Negative checks, once everything above is programmed.
-    let save = c.save(Family::V4);
+    let save = c.rules(mode, Family::V4);
     assert!(
         !save.contains("192.168.100.12"),
         "ipMode Proxy ingress got rules:\n{save}"
@@ -391,7 +408,7 @@ fn iptables_service_semantics() {
         !save.contains("10.96.0.27"),
         "a port with an unknown protocol got rules"
     );
-    assert!(save.contains("KUBE-SVC-"), "{save}");
+    assert!(save.contains(mode.service_chain_prefix()), "{save}");
     let log = c.proxy_log();
     assert!(
         log.contains("e2e/bad-ip"),
@@ -406,22 +423,33 @@ fn iptables_service_semantics() {
         metrics.contains("kubeproxy_sync_proxy_rules_duration_seconds"),
         "{metrics}"
     );
-    let mode = http_get(node1, sa("127.0.0.1", 10249), "/proxyMode");
-    assert!(mode.ends_with("iptables"), "{mode}");
+    let proxy_mode = http_get(node1, sa("127.0.0.1", 10249), "/proxyMode");
+    assert!(proxy_mode.ends_with(mode.name()), "{proxy_mode}");
     c.finish();
 }
 
 #[test]
 fn iptables_follows_changes_restarts_and_repairs() {
-    if !privileged("iptables_follows_changes_restarts_and_repairs") {
-        return;
+    if privileged("iptables_follows_changes_restarts_and_repairs") {
+        follows_changes_restarts_and_repairs(Mode::Iptables);
     }
+}
+
+#[test]
+fn nftables_follows_changes_restarts_and_repairs() {
+    if privileged("nftables_follows_changes_restarts_and_repairs") {
+        follows_changes_restarts_and_repairs(Mode::Nftables);
+    }
+}
+
+fn follows_changes_restarts_and_repairs(mode: Mode) {
     let c = Cluster::new();
     c.apply(service("web", "10.96.0.10", 80, "TCP", json!({})));
     c.apply(slice("web", "web-1", "IPv4", "TCP", &[ep(C, "node2")]));
     c.apply(service("dns", "10.96.0.53", 53, "UDP", json!({})));
     c.apply(slice("dns", "dns-1", "IPv4", "UDP", &[ep(C, "node2")]));
-    c.start_proxy(&["--iptables-sync-period", "2s"]);
+    let flags = ["--proxy-mode", mode.name(), "--iptables-sync-period", "2s"];
+    c.start_proxy(&flags);
     let pod_a = c.pod("pod-a");
     let vip = sa("10.96.0.10", 80);
     c.wait_until("web reaches pod-c", || {
@@ -461,29 +489,27 @@ fn iptables_follows_changes_restarts_and_repairs() {
     c.wait_until("gone works", || tcp(pod_a, sa("10.96.0.30", 80)).is_ok());
     c.delete(Kind::Service, "e2e", "gone");
     c.wait_until("gone's rules are removed", || {
-        !c.save(Family::V4).contains("10.96.0.30")
+        !c.rules(mode, Family::V4).contains("10.96.0.30")
     });
 
-    // Someone flushes KUBE-SERVICES: repaired within the sync period.
-    c.topo
-        .node1
-        .exec_ok(&["iptables-nft", "-t", "nat", "-F", "KUBE-SERVICES"])
-        .unwrap();
-    assert!(
-        tcp(pod_a, vip).is_err(),
-        "flushing KUBE-SERVICES breaks the service"
-    );
-    c.wait_until("KUBE-SERVICES repaired", || tcp(pod_a, vip).is_ok());
+    // Someone tampers with the rules: repaired within the sync period.
+    let tamper: &[&str] = match mode {
+        Mode::Iptables => &["iptables-nft", "-t", "nat", "-F", "KUBE-SERVICES"],
+        Mode::Nftables => &["nft", "delete", "table", "ip", "kube-proxy"],
+    };
+    c.topo.node1.exec_ok(tamper).unwrap();
+    assert!(tcp(pod_a, vip).is_err(), "tampering breaks the service");
+    c.wait_until("tampered rules repaired", || tcp(pod_a, vip).is_ok());
 
     // kill -9 and restart: the rules stay during the outage and the restart adds no duplicates.
-    let before = normalise(&c.save(Family::V4));
+    let before = normalise(&c.rules(mode, Family::V4));
     c.kill_proxy();
     assert!(tcp(pod_a, vip).is_ok(), "rules survive the proxy's death");
-    c.start_proxy(&["--iptables-sync-period", "2s"]);
+    c.start_proxy(&flags);
     c.wait_until("restarted proxy synced", || {
         c.proxy_log().contains("synced")
     });
-    let after = normalise(&c.save(Family::V4));
+    let after = normalise(&c.rules(mode, Family::V4));
     assert_eq!(
         before, after,
         "a restart reprograms the same rules, without duplicates"
