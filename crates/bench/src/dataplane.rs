@@ -1,0 +1,165 @@
+//! The namespaces of one run and the dataplane probe: a client namespace and a backend pod namespace, each
+//! linked to the node namespace (where the proxy runs and forwards), and bounded loops of new TCP connections
+//! from the client to the probe ClusterIP and to the same pod by its own IP, interleaved.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube_proxy_testkit::netns::link::{add_addr, add_route, veth};
+use kube_proxy_testkit::netns::Netns;
+
+use crate::error::{BenchError, Result};
+use crate::workload::{pod_addr, CLIENT_IP, NODE_IP, NODE_POD_LINK_IP, POD_IP};
+
+/// Rounds the connections to each target are split into (alternating targets, so drift hits both alike).
+const ROUNDS: usize = 4;
+/// Per-connection timeout of the probe.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// client ─ node ─ pod, all removed on drop.
+pub struct Topology {
+    pub node: Netns,
+    pub client: Netns,
+    pub pod: Netns,
+}
+
+impl Topology {
+    /// Builds the three namespaces; the node forwards between the client and the pod.
+    pub fn build() -> Result<Topology> {
+        let node = Netns::new("bench-node")?;
+        let client = Netns::new("bench-client")?;
+        let pod = Netns::new("bench-pod")?;
+        node.enable_forwarding()?;
+        veth(&node, "eth0", &client, "eth0")?;
+        add_addr(&node, "eth0", &format!("{NODE_IP}/24"))?;
+        add_addr(&client, "eth0", &format!("{CLIENT_IP}/24"))?;
+        add_route(&client, "default", Some(NODE_IP), None)?;
+        veth(&node, "pods", &pod, "eth0")?;
+        add_addr(&node, "pods", &format!("{NODE_POD_LINK_IP}/24"))?;
+        add_addr(&pod, "eth0", &format!("{POD_IP}/24"))?;
+        add_route(&pod, "default", Some(NODE_POD_LINK_IP), None)?;
+        Ok(Topology { node, client, pod })
+    }
+}
+
+/// A TCP server in the pod that accepts and closes every connection; stopped on drop.
+pub struct Backend {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn start(pod: &Netns) -> Result<Backend> {
+        let listener = pod
+            .run_in(|| TcpListener::bind(pod_addr()))?
+            .map_err(|e| BenchError::Dataplane(format!("binding the backend: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| BenchError::Dataplane(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+            }
+        });
+        Ok(Backend {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// New-connection figures for one target.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ConnectStats {
+    pub connections: usize,
+    pub failures: usize,
+    /// Sequential new connections per second (connect + close, one client thread).
+    pub per_second: f64,
+    pub connect_p50_us: f64,
+    pub connect_p99_us: f64,
+}
+
+/// The probe's result: the same backend via the ClusterIP and via its pod IP.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DataplaneResult {
+    pub cluster_ip: ConnectStats,
+    pub pod_ip: ConnectStats,
+    /// cluster_ip.per_second / pod_ip.per_second.
+    pub rate_ratio: f64,
+}
+
+/// Opens `per_target` new connections to each of `cluster_ip` and `direct` from `client`.
+pub fn probe(
+    client: &Netns,
+    cluster_ip: SocketAddr,
+    direct: SocketAddr,
+    per_target: usize,
+) -> Result<DataplaneResult> {
+    client.run_in(|| {
+        let mut samples = [Vec::new(), Vec::new()];
+        let mut busy = [Duration::ZERO; 2];
+        let mut failures = [0usize; 2];
+        let per_round = per_target.div_ceil(ROUNDS);
+        for _ in 0..ROUNDS {
+            for (i, target) in [cluster_ip, direct].into_iter().enumerate() {
+                let round_start = Instant::now();
+                for _ in 0..per_round {
+                    let start = Instant::now();
+                    match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
+                        Ok(conn) => {
+                            samples[i].push(start.elapsed());
+                            drop(conn);
+                        }
+                        Err(_) => failures[i] += 1,
+                    }
+                }
+                busy[i] += round_start.elapsed();
+            }
+        }
+        let stats = |i: usize| {
+            let mut s = samples[i].clone();
+            s.sort();
+            let n = s.len() + failures[i];
+            ConnectStats {
+                connections: s.len(),
+                failures: failures[i],
+                per_second: n as f64 / busy[i].as_secs_f64().max(1e-9),
+                connect_p50_us: micros(crate::stats::percentile(&s, 50.0)),
+                connect_p99_us: micros(crate::stats::percentile(&s, 99.0)),
+            }
+        };
+        let (c, d) = (stats(0), stats(1));
+        if c.connections == 0 || d.connections == 0 {
+            return Err(BenchError::Dataplane(format!(
+                "no connection succeeded (ClusterIP failures {}, pod IP failures {})",
+                c.failures, d.failures
+            )));
+        }
+        let ratio = c.per_second / d.per_second;
+        Ok(DataplaneResult {
+            cluster_ip: c,
+            pod_ip: d,
+            rate_ratio: ratio,
+        })
+    })?
+}
+
+fn micros(d: Option<Duration>) -> f64 {
+    d.map(|d| d.as_secs_f64() * 1e6).unwrap_or(0.0)
+}
