@@ -9,6 +9,7 @@ mod node_addresses;
 mod render;
 mod run;
 mod setup;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Print the rules kube-proxy-rs would program for the given objects, without touching the kernel.
     Render(render::RenderArgs),
+    /// Follow one packet through the rules (rendered from --manifests, or live) and print where it goes.
+    Trace(trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Render(args)) => render::main(args),
+        Some(Command::Trace(args)) => trace::main(args),
         None => run::main(cli.flags, cli.sync_once),
     }
 }

@@ -394,6 +394,11 @@ fn service_semantics(mode: Mode) {
         || matches!(tcp(pod_a, sa("10.96.0.26", 80)), Ok(r) if r.backend == "pod-c"),
     );
 
+    // The tracer, reading node1's live rules, predicts what the traffic above did.
+    if mode == Mode::Iptables {
+        trace_matches_traffic(&c);
+    }
+
     // Negative checks, once everything above is programmed.
     let save = c.rules(mode, Family::V4);
     assert!(
@@ -566,6 +571,52 @@ fn iptables_masquerade_all_and_health_check_node_port() {
         || http_get(&c.topo.client, sa(NODE1, 32100), "/").starts_with("HTTP/1.1 503"),
     );
     let _ = node("unused", 3, "zone-c");
+}
+
+/// `kube-proxy-rs trace` against the live kernel, side by side with what the traffic checks observed.
+fn trace_matches_traffic(c: &Cluster) {
+    let dnat = |ip: &str| format!("dnat {ip}:{}", common::POD_PORT);
+    // NodePort, eTP Cluster: reached pod-c, masqueraded.
+    assert_eq!(
+        c.trace(CLIENT, sa(NODE1, 30080), "eth0"),
+        vec![(dnat(C), true)]
+    );
+    // eTP Local: the local endpoint, source preserved.
+    assert_eq!(
+        c.trace(CLIENT, sa(NODE1, 30081), "eth0"),
+        vec![(dnat(A), false)]
+    );
+    // eTP Local without local endpoints: dropped.
+    assert_eq!(
+        c.trace(CLIENT, sa(NODE1, 30082), "eth0"),
+        vec![("drop".into(), false)]
+    );
+    // No endpoints: rejected.
+    assert_eq!(
+        c.trace(A, sa("10.96.0.11", 80), "veth-pod-a"),
+        vec![("reject".into(), false)]
+    );
+    // Source range not admitted: dropped; admitted: DNAT.
+    assert_eq!(
+        c.trace(CLIENT, sa("192.168.100.11", 80), "eth0"),
+        vec![("drop".into(), false)]
+    );
+    assert_eq!(
+        c.trace(CLIENT, sa("192.168.100.10", 80), "eth0"),
+        vec![(dnat(C), true)]
+    );
+    // Three endpoints, one outcome each; only the hairpin (pod-a to itself) is masqueraded.
+    let mut web = c.trace(A, sa("10.96.0.10", 80), "veth-pod-a");
+    web.sort();
+    assert_eq!(
+        web,
+        vec![(dnat(A), true), (dnat(B), false), (dnat(C), false)]
+    );
+    // iTP Local: only the local endpoint.
+    assert_eq!(
+        c.trace(B, sa("10.96.0.15", 80), "veth-pod-b"),
+        vec![(dnat(A), false)]
+    );
 }
 
 /// Rules without counters, sorted, so two saves compare by content.

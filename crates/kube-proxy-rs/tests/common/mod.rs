@@ -217,6 +217,56 @@ impl Cluster {
         }
     }
 
+    /// What `kube-proxy-rs trace` predicts, from node1's live rules, for a packet `src` → `dst` arriving on
+    /// `iface`: one `(verdict, masqueraded)` per outcome, e.g. `("dnat 10.244.2.10:8080", true)` or
+    /// `("drop", false)`.
+    pub fn trace(&self, src: &str, dst: SocketAddr, iface: &str) -> Vec<(String, bool)> {
+        let out = self
+            .topo
+            .node1
+            .exec(&[
+                env!("CARGO_BIN_EXE_kube-proxy-rs"),
+                "trace",
+                "--iptables-backend=nft",
+                "--src",
+                src,
+                "--dst",
+                &dst.to_string(),
+                "--in-interface",
+                iface,
+                "-o",
+                "json",
+            ])
+            .expect("running trace");
+        assert!(
+            out.status.success(),
+            "trace: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("trace JSON");
+        v["outcomes"]
+            .as_array()
+            .expect("outcomes")
+            .iter()
+            .map(|o| {
+                let verdict = &o["verdict"];
+                let kind = verdict["kind"].as_str().unwrap_or("?").to_string();
+                let text = if kind == "dnat" {
+                    let ip = verdict["ip"].as_str().unwrap_or("?");
+                    let ip = if ip.contains(':') {
+                        format!("[{ip}]")
+                    } else {
+                        ip.to_string()
+                    };
+                    format!("dnat {ip}:{}", verdict["port"])
+                } else {
+                    kind
+                };
+                (text, !o["masquerade"].is_null())
+            })
+            .collect()
+    }
+
     /// `iptables-save` (or `ip6tables-save`) of node1 via the nft backend.
     pub fn save(&self, family: Family) -> String {
         let tool = match family {
