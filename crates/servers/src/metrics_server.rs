@@ -1,5 +1,5 @@
 //! The metrics server (`--metrics-bind-address`): `/metrics`, `/proxyMode`, `/configz` and a plain `/healthz`,
-//! like upstream's `serveMetrics` mux (minus profiling and flagz).
+//! like upstream's `serveMetrics` mux (minus profiling and flagz), plus `/statusz` (see [`crate::statusz`]).
 //!
 //! `/metrics` answers OpenMetrics when the scraper's Accept header asks for it and the classic Prometheus text
 //! format otherwise, as Go's client library does.
@@ -12,10 +12,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use kube_proxy_telemetry::{Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+use kube_proxy_telemetry::{
+    Metrics, StatusBoard, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,
+};
 
 use crate::healthz::json;
 use crate::running::{bind, RunningServer};
+use crate::statusz::statusz_handler;
 use crate::ServersError;
 
 /// The key upstream's configz handler files kube-proxy's configuration under.
@@ -29,12 +32,25 @@ struct MetricsState {
 }
 
 /// Binds `addr` and serves `/metrics` from `metrics`, `/proxyMode` as `proxy_mode`, `/configz` as
-/// `{"kubeproxy.config.k8s.io": configz}` and `/healthz` as `ok`.
+/// `{"kubeproxy.config.k8s.io": configz}` and `/healthz` as `ok`. `/statusz` shows an empty board; use
+/// [`serve_metrics_with_status`] to show what the proxy programs.
 pub async fn serve_metrics(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     proxy_mode: String,
     configz: serde_json::Value,
+) -> Result<RunningServer, ServersError> {
+    let status = Arc::new(StatusBoard::new(proxy_mode.clone()));
+    serve_metrics_with_status(addr, metrics, proxy_mode, configz, status).await
+}
+
+/// Like [`serve_metrics`], with `/statusz` rendered from `status`.
+pub async fn serve_metrics_with_status(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    proxy_mode: String,
+    configz: serde_json::Value,
+    status: Arc<StatusBoard>,
 ) -> Result<RunningServer, ServersError> {
     let listener = bind("metrics", addr).await?;
     let configz = serde_json::json!({ CONFIGZ_KEY: configz }).to_string();
@@ -48,7 +64,12 @@ pub async fn serve_metrics(
         .route("/proxyMode", any(proxy_mode_handler))
         .route("/configz", any(configz_handler))
         .route("/healthz", any(healthz_ok))
-        .with_state(state);
+        .with_state(state)
+        .merge(
+            Router::new()
+                .route("/statusz", any(statusz_handler))
+                .with_state(status),
+        );
     RunningServer::spawn("metrics", listener, router)
 }
 

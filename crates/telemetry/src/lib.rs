@@ -4,6 +4,7 @@
 //!   types, labels and buckets) plus a few clearly prefixed `kubeproxy_rs_*` extras, and its text encodings.
 //! - [`ProxyHealth`]: upstream's proxy health state machine (per-family last update / oldest queued update,
 //!   node eligibility, timeout of 2 × syncPeriod), evaluated as a pure function of a clock.
+//! - [`status::StatusBoard`]: the last programmed services, endpoints and rule counts per family (`/statusz`).
 //! - [`go_time`]: timestamps formatted the way Go's `encoding/json` writes a `time.Time`.
 //!
 //! This crate performs no I/O and has no HTTP: `kube-proxy-servers` serves what is here.
@@ -14,6 +15,7 @@ mod error;
 pub mod go_time;
 mod health;
 mod metrics;
+pub mod status;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::TelemetryError;
@@ -22,3 +24,4 @@ pub use metrics::{
     family_label, Metrics, SyncKind, TrafficPolicy, OPENMETRICS_CONTENT_TYPE,
     PROMETHEUS_TEXT_CONTENT_TYPE,
 };
+pub use status::{FamilyStatus, ServiceStatus, StatusBoard, StatusSnapshot};
