@@ -3,6 +3,7 @@
 //! from the client to the probe ClusterIP and to the same pod by its own IP, interleaved.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use kube_proxy_testkit::netns::link::{add_addr, add_route, veth};
 use kube_proxy_testkit::netns::Netns;
 
 use crate::error::{BenchError, Result};
-use crate::workload::{pod_addr, CLIENT_IP, NODE_IP, NODE_POD_LINK_IP, POD_IP};
+use crate::workload::{pod_addr, CLIENT_DIRECT_IP, CLIENT_IP, NODE_IP, NODE_POD_LINK_IP, POD_IP};
 
 /// Rounds the connections to each target are split into (alternating targets, so drift hits both alike).
 const ROUNDS: usize = 4;
@@ -36,6 +37,20 @@ impl Topology {
         add_addr(&node, "eth0", &format!("{NODE_IP}/24"))?;
         add_addr(&client, "eth0", &format!("{CLIENT_IP}/24"))?;
         add_route(&client, "default", Some(NODE_IP), None)?;
+        // Direct-to-pod connections leave from a second address. With one source address, a direct connection
+        // can reuse the 4-tuple (as the pod sees it) of an earlier DNATed one still in TIME_WAIT in the pod and
+        // in the node's conntrack table, and its SYN is then dropped (a 1 s retransmit): an artefact of probing
+        // one backend two ways from one client, not a cost of either path.
+        add_addr(&client, "eth0", &format!("{CLIENT_DIRECT_IP}/24"))?;
+        client.ip(&[
+            "route",
+            "add",
+            &format!("{POD_IP}/32"),
+            "via",
+            NODE_IP,
+            "src",
+            CLIENT_DIRECT_IP,
+        ])?;
         veth(&node, "pods", &pod, "eth0")?;
         add_addr(&node, "pods", &format!("{NODE_POD_LINK_IP}/24"))?;
         add_addr(&pod, "eth0", &format!("{POD_IP}/24"))?;
@@ -44,32 +59,44 @@ impl Topology {
     }
 }
 
-/// A TCP server in the pod that accepts and closes every connection; stopped on drop.
+/// A TCP server in the pod that accepts every connection and closes it after the client has; stopped on drop.
 pub struct Backend {
     stop: Arc<AtomicBool>,
+    /// The listener's descriptor, owned by the accept thread, which outlives every use of it here.
+    fd: std::os::fd::RawFd,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Backend {
+    /// Binds the backend in `pod` and accepts on a thread of its own (blocking accepts: a sleeping accept loop
+    /// lets the listen queue overflow at tens of thousands of connections per second, and a dropped SYN costs
+    /// a 1 s retransmit).
     pub fn start(pod: &Netns) -> Result<Backend> {
         let listener = pod
             .run_in(|| TcpListener::bind(pod_addr()))?
             .map_err(|e| BenchError::Dataplane(format!("binding the backend: {e}")))?;
-        listener
-            .set_nonblocking(true)
+        // std listens with a backlog of 128: on a busy machine the accept thread can be off-CPU for the 3 ms
+        // that takes to fill at these rates, and a dropped SYN costs a 1 s retransmit. Re-listening raises it.
+        let backlog = nix::sys::socket::Backlog::new(4096)
             .map_err(|e| BenchError::Dataplane(e.to_string()))?;
+        nix::sys::socket::listen(&listener, backlog)
+            .map_err(|e| BenchError::Dataplane(format!("raising the backlog: {e}")))?;
+        let fd = listener.as_raw_fd();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => drop(conn),
-                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                if let Ok((mut conn, _)) = listener.accept() {
+                    // Wait for the client's FIN so that the client closes first and keeps the TIME_WAIT: the
+                    // client then never reuses a 4-tuple the pod (or the node's conntrack) still remembers.
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+                    let _ = std::io::Read::read(&mut conn, &mut [0u8; 64]);
                 }
             }
         });
         Ok(Backend {
             stop,
+            fd,
             thread: Some(thread),
         })
     }
@@ -78,6 +105,8 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Shutting down a listening socket makes a blocked accept() return with an error.
+        let _ = nix::sys::socket::shutdown(self.fd, nix::sys::socket::Shutdown::Both);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -93,6 +122,7 @@ pub struct ConnectStats {
     pub per_second: f64,
     pub connect_p50_us: f64,
     pub connect_p99_us: f64,
+    pub connect_max_us: f64,
 }
 
 /// The probe's result: the same backend via the ClusterIP and via its pod IP.
@@ -142,6 +172,7 @@ pub fn probe(
                 per_second: n as f64 / busy[i].as_secs_f64().max(1e-9),
                 connect_p50_us: micros(crate::stats::percentile(&s, 50.0)),
                 connect_p99_us: micros(crate::stats::percentile(&s, 99.0)),
+                connect_max_us: micros(s.last().copied()),
             }
         };
         let (c, d) = (stats(0), stats(1));

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::run::RunResult;
 use crate::stats::{percentile_f64, Spread};
+use crate::workload::ChangeKind;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +58,16 @@ pub const FIGURES: &[Figure] = &[
     ("first sync ÷ kernel floor", |r| r.initial_sync_floor_ratio),
     ("one change → programmed, p50 (ms)", |r| r.change_p50_ms),
     ("one change → programmed, p99 (ms)", |r| r.change_p99_ms),
+    ("endpoint add/remove → programmed, p50 (ms)", |r| {
+        kind_p50(r, &[ChangeKind::EndpointAdd, ChangeKind::EndpointRemove])
+    }),
+    (
+        "Service add (Service, then its slice) → programmed, p50 (ms)",
+        |r| kind_p50(r, &[ChangeKind::ServiceAdd]),
+    ),
+    ("Service delete → programmed, p50 (ms)", |r| {
+        kind_p50(r, &[ChangeKind::ServiceDelete])
+    }),
     ("proxy's own sync per change, median (ms)", |r| {
         percentile_f64(
             &r.changes
@@ -91,6 +102,16 @@ pub const FIGURES: &[Figure] = &[
         r.dataplane.as_ref().map(|d| d.pod_ip.connect_p99_us)
     }),
 ];
+
+fn kind_p50(r: &RunResult, kinds: &[ChangeKind]) -> Option<f64> {
+    let v: Vec<f64> = r
+        .changes
+        .iter()
+        .filter(|c| kinds.contains(&c.kind))
+        .map(|c| c.latency_ms)
+        .collect();
+    percentile_f64(&v, 50.0)
+}
 
 /// The summary of one (variant, N) cell.
 #[derive(Clone, Debug, Serialize)]

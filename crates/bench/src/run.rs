@@ -132,7 +132,7 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     let mut changes = Vec::with_capacity(cfg.changes);
     let mut before = metrics;
     for k in 0..cfg.changes {
-        std::thread::sleep(cfg.min_sync_period + Duration::from_millis(100));
+        waiter.wait_quiet(&mut proxy)?;
         let change = workload.change(k);
         let acted = unix_now();
         for op in &change.ops {
@@ -212,6 +212,29 @@ struct Waiter<'a> {
 }
 
 impl Waiter<'_> {
+    /// Waits until no sync has ended for min-sync-period + 3 × the mean sync duration + 200 ms, so that a
+    /// change meets an idle rate limiter and no trailing sync of the previous change is pending.
+    fn wait_quiet(&mut self, proxy: &mut Proxy) -> Result<()> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            proxy.ensure_running()?;
+            if let Some(m) = self.node.run_in(scrape_in_namespace)? {
+                let mean = m.sync_seconds_sum / m.sync_count.max(1.0);
+                let quiet = self.cfg.min_sync_period.as_secs_f64() + 3.0 * mean + 0.2;
+                if unix_now() - m.last_sync >= quiet {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout {
+                    what: "a quiet proxy".into(),
+                    log: proxy.log_tail(30),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until a sync that ended at or after `since` leaves the kernel in a state where `check` holds.
     /// Returns that sync's timestamp and the metrics read then.
     fn wait(

@@ -16,6 +16,8 @@ pub const NODE: &str = "bench-node";
 pub const NODE_IP: &str = "10.250.0.1";
 /// The client's address.
 pub const CLIENT_IP: &str = "10.250.0.2";
+/// The client's second address, the source of direct-to-pod connections.
+pub const CLIENT_DIRECT_IP: &str = "10.250.0.3";
 /// The node's address on the pod link.
 pub const NODE_POD_LINK_IP: &str = "10.240.0.1";
 /// The backend pod's address.

@@ -36,16 +36,35 @@ fn small_run_measures_every_step_and_removes_its_namespaces() {
     let cfg = BenchConfig::small(proxy_binary(), Variant::IptablesNft);
     let r = run_once(&cfg).unwrap_or_else(|e| panic!("benchmark run failed: {e}"));
 
-    assert_eq!((r.services, r.endpoints, r.variant.as_str()), (20, 2, "iptables-nft"));
-    let floor = r.kernel_floor.as_ref().expect("render supports iptables, so there is a floor");
-    assert!(floor.bytes > 0 && floor.tool.starts_with("iptables-nft-restore"), "{floor:?}");
+    assert_eq!(
+        (r.services, r.endpoints, r.variant.as_str()),
+        (20, 2, "iptables-nft")
+    );
+    let floor = r
+        .kernel_floor
+        .as_ref()
+        .expect("render supports iptables, so there is a floor");
+    assert!(
+        floor.bytes > 0 && floor.tool.starts_with("iptables-nft-restore"),
+        "{floor:?}"
+    );
     assert!(r.initial_sync_floor_ratio.is_some());
     let kinds: Vec<ChangeKind> = r.changes.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, [ChangeKind::EndpointAdd, ChangeKind::EndpointRemove]);
     assert!(r.change_p50_ms.is_some() && r.change_p99_ms.is_some());
     assert!(r.peak_rss_mib > 0.0, "VmHWM was read");
     let d = r.dataplane.as_ref().expect("the probe ran");
-    assert_eq!(d.cluster_ip.connections, 52, "every connection via the ClusterIP succeeded: {d:?}");
-    assert_eq!(d.pod_ip.connections, 52, "every connection to the pod succeeded: {d:?}");
-    assert!(leftover_namespaces().is_empty(), "{:?}", leftover_namespaces());
+    assert_eq!(
+        d.cluster_ip.connections, 52,
+        "every connection via the ClusterIP succeeded: {d:?}"
+    );
+    assert_eq!(
+        d.pod_ip.connections, 52,
+        "every connection to the pod succeeded: {d:?}"
+    );
+    assert!(
+        leftover_namespaces().is_empty(),
+        "{:?}",
+        leftover_namespaces()
+    );
 }
