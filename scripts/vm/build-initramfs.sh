@@ -34,9 +34,12 @@ copy_with_libs "$bin" /guest/test-binary
 for tool in /usr/bin/ip /usr/sbin/ipset /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi; do
   if [ -x "$tool" ]; then copy_with_libs "$tool"; fi
 done
-for name in iptables iptables-restore iptables-save ip6tables ip6tables-restore ip6tables-save; do
-  if [ -x "$root/usr/sbin/xtables-nft-multi" ]; then ln -sf xtables-nft-multi "$root/usr/sbin/$name"; fi
-  if [ -x "$root/usr/sbin/xtables-legacy-multi" ]; then ln -sf xtables-legacy-multi "$root/usr/sbin/$name-legacy"; fi
+# The host's iptables names (iptables, iptables-legacy-restore, ip6tables-nft-save, ...) as symlinks.
+for f in /usr/sbin/iptables* /usr/sbin/ip6tables*; do
+  case "$(readlink -f "$f")" in
+    */xtables-nft-multi) ln -sf xtables-nft-multi "$root/usr/sbin/$(basename "$f")" ;;
+    */xtables-legacy-multi) ln -sf xtables-legacy-multi "$root/usr/sbin/$(basename "$f")" ;;
+  esac
 done
 if [ -d /usr/lib/x86_64-linux-gnu/xtables ]; then
   mkdir -p "$root/usr/lib/x86_64-linux-gnu"
@@ -54,7 +57,7 @@ modules="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_v
   nf_conntrack nf_conntrack_netlink dummy veth
   ip_set ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip ip_set_hash_ipportnet ip_set_hash_net ip_set_bitmap_port
   x_tables ip_tables ip6_tables iptable_nat iptable_filter iptable_mangle ip6table_nat ip6table_filter ip6table_mangle
-  xt_set xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_conntrack xt_nat xt_tcpudp ipt_REJECT ip6t_REJECT
+  xt_set xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_conntrack xt_nat xt_tcpudp xt_physdev xt_ipvs ipt_REJECT ip6t_REJECT
   nf_tables nft_compat nft_chain_nat nft_ct nft_nat nft_masq nft_reject_inet nft_reject_ipv4"
 : > "$root/modules.list"
 for m in $modules; do

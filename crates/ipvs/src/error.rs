@@ -23,6 +23,8 @@ pub enum IpvsError {
     Command { binary: String, detail: String },
     #[error("programming iptables: {0}")]
     Iptables(#[from] kube_proxy_iptables::IptablesError),
+    #[error("setting sysctls: {0}")]
+    Sysctl(#[source] kube_proxy_iptables::IptablesError),
     #[error("unknown IPVS scheduler {0:?}")]
     UnknownScheduler(String),
 }

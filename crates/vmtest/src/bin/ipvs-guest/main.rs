@@ -2,6 +2,8 @@
 //!
 //! Prints one `VMTEST-CASE` line per scenario and exits non-zero when any failed.
 
+mod fixtures;
+mod net;
 mod scenarios;
 
 fn main() {

@@ -1,16 +1,82 @@
 //! The guest scenarios: each returns `Err(reason)` on failure.
 
-use std::net::IpAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use kube_proxy_ipvs::{GenlIpvs, Ipvs, RealServer, ServiceKey, VirtualServer, SVC_F_PERSISTENT};
-use kube_proxy_model::Protocol;
+use kube_proxy_iptables::Backend;
+use kube_proxy_ipvs::{
+    GenlIpvs, Ipvs, IpvsConfig, IpvsDataplane, RealServer, Scheduler, ServiceKey, VirtualServer,
+    SVC_F_PERSISTENT,
+};
+use kube_proxy_model::{IpFamily, Protocol};
+use kube_proxy_vmtest::guest::sh;
+
+use crate::fixtures::{endpoint, ip, service, state};
+use crate::net::{add_namespace, ask_once, start_backend, Client};
 
 type Scenario = (&'static str, fn() -> Result<(), String>);
 
-pub const ALL: &[Scenario] = &[("genl-crud", genl_crud)];
+pub const ALL: &[Scenario] = &[
+    ("ipvs-available", available),
+    ("genl-crud", genl_crud),
+    ("schedulers", schedulers),
+    ("clusterip-traffic", clusterip_traffic),
+    ("session-affinity", session_affinity),
+    ("graceful-termination", graceful_termination),
+    ("restart-restores-weights", restart_restores_weights),
+    ("stale-services-removed", stale_services_removed),
+];
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+const VIP: &str = "10.96.0.10";
+const BE1: &str = "10.1.1.2";
+const BE2: &str = "10.1.2.2";
+const CLIENT_NS: &str = "client";
+
+/// Two backends (be1, be2) serving :8080 and a client namespace, all routed through the guest's root
+/// namespace (the "node"). Built once.
+fn topology() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        add_namespace("be1", "vbe1", "10.1.1")?;
+        add_namespace("be2", "vbe2", "10.1.2")?;
+        add_namespace(CLIENT_NS, "vcl", "10.1.9")?;
+        start_backend("be1", 8080, "be1")?;
+        start_backend("be2", 8080, "be2")?;
+        Ok(())
+    })
+    .clone()
+}
+
+fn dataplane() -> Result<IpvsDataplane, String> {
+    let mut cfg = IpvsConfig::new(IpFamily::V4);
+    cfg.node_port_ips = vec![ip("10.1.9.1")];
+    cfg.exclude_cidrs = vec!["10.250.0.0/16".parse().unwrap()];
+    IpvsDataplane::with_real_system(cfg, Backend::Legacy).map_err(e("dataplane"))
+}
+
+fn vip(port: u16) -> SocketAddr {
+    SocketAddr::new(ip(VIP), port)
+}
+
+fn key(port: u16) -> ServiceKey {
+    ServiceKey {
+        protocol: Protocol::Tcp,
+        addr: ip(VIP),
+        port,
+    }
+}
+
+fn reals(k: &ServiceKey) -> Result<Vec<RealServer>, String> {
+    GenlIpvs::new()
+        .map_err(e("open"))?
+        .real_servers(k)
+        .map_err(e("list reals"))
+}
+
+fn backend_ip(name: &str) -> IpAddr {
+    ip(if name == "be1" { BE1 } else { BE2 })
 }
 
 fn e<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
@@ -104,4 +170,237 @@ fn genl_crud() -> Result<(), String> {
         return Err("services left after delete".into());
     }
     Ok(())
+}
+
+/// Every scheduler `--ipvs-scheduler` accepts is accepted by the kernel.
+fn schedulers() -> Result<(), String> {
+    let ipvs = GenlIpvs::new().map_err(e("open"))?;
+    for (i, sched) in Scheduler::ALL.iter().enumerate() {
+        let vs = VirtualServer {
+            key: ServiceKey {
+                protocol: Protocol::Sctp,
+                addr: ip("10.96.7.7"),
+                port: 1000 + i as u16,
+            },
+            scheduler: sched.as_str().into(),
+            flags: 0,
+            timeout: 0,
+        };
+        ipvs.add_service(&vs).map_err(e(sched.as_str()))?;
+        let listed = ipvs.services().map_err(e("list"))?;
+        if !listed.iter().any(|l| l.same_settings(&vs)) {
+            return Err(format!("{sched} not listed"));
+        }
+        ipvs.delete_service(&vs.key).map_err(e("delete"))?;
+    }
+    Ok(())
+}
+
+/// A ClusterIP programmed by the applier carries real TCP traffic from a namespace to both backends; the
+/// address is on kube-ipvs0, the ipset and iptables jumps exist, and a second sync changes nothing.
+fn clusterip_traffic() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    let st = state(vec![service(
+        "web",
+        VIP,
+        80,
+        vec![endpoint(BE1, 8080), endpoint(BE2, 8080)],
+    )]);
+    dp.sync(&st).map_err(e("sync"))?;
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(ask_once(CLIENT_NS, vip(80))?);
+    }
+    if seen.len() != 2 {
+        return Err(format!("rr reached {seen:?}, want both backends"));
+    }
+    let addrs = sh("ip", &["-4", "addr", "show", "dev", "kube-ipvs0"])?;
+    if !addrs.contains("10.96.0.10/32") {
+        return Err(format!("kube-ipvs0: {addrs}"));
+    }
+    let set = sh("ipset", &["list", "KUBE-CLUSTER-IP"])?;
+    if !set.contains("10.96.0.10,tcp:80") {
+        return Err(format!("KUBE-CLUSTER-IP: {set}"));
+    }
+    let nat = sh("iptables-legacy-save", &["-t", "nat"])?;
+    if !nat
+        .contains("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+    {
+        return Err(format!("no KUBE-SERVICES jump: {nat}"));
+    }
+    let again = dp.sync(&st).map_err(e("second sync"))?;
+    if again != kube_proxy_ipvs::IpvsSyncReport::default() {
+        return Err(format!("second sync changed things: {again:?}"));
+    }
+    // Removing the service removes its virtual server and its address.
+    let report = dp.sync(&state(vec![])).map_err(e("empty sync"))?;
+    if report.services_deleted != 1 || report.addresses_deleted != 1 {
+        return Err(format!("removal report {report:?}"));
+    }
+    Ok(())
+}
+
+/// ClientIP affinity is IPVS persistence: every connection from the client reaches the same backend.
+fn session_affinity() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    let mut svc = service(
+        "sticky",
+        VIP,
+        81,
+        vec![endpoint(BE1, 8080), endpoint(BE2, 8080)],
+    );
+    svc.session_affinity_timeout = Some(600);
+    dp.sync(&state(vec![svc])).map_err(e("sync"))?;
+    let vs = GenlIpvs::new()
+        .map_err(e("open"))?
+        .services()
+        .map_err(e("list"))?
+        .into_iter()
+        .find(|v| v.key == key(81))
+        .ok_or("no virtual server")?;
+    if vs.flags & SVC_F_PERSISTENT == 0 || vs.timeout != 600 {
+        return Err(format!("not persistent: {vs:?}"));
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..5 {
+        seen.insert(ask_once(CLIENT_NS, vip(81))?);
+    }
+    dp.sync(&state(vec![])).map_err(e("cleanup sync"))?;
+    if seen.len() != 1 {
+        return Err(format!("affinity broken: {seen:?}"));
+    }
+    Ok(())
+}
+
+/// An endpoint removed while a long TCP connection uses it: the connection keeps working, new connections
+/// avoid it (weight 0), and the real server is deleted once the connection ends.
+fn graceful_termination() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    let both = vec![endpoint(BE1, 8080), endpoint(BE2, 8080)];
+    dp.sync(&state(vec![service("drain", VIP, 82, both)]))
+        .map_err(e("sync"))?;
+    let mut long = Client::connect(CLIENT_NS, vip(82))?;
+    let victim = long.ask()?;
+    let other = if victim == "be1" { BE2 } else { BE1 };
+    let report = dp
+        .sync(&state(vec![service(
+            "drain",
+            VIP,
+            82,
+            vec![endpoint(other, 8080)],
+        )]))
+        .map_err(e("sync without victim"))?;
+    if report.reals_draining != 1 || report.pending_graceful != 1 {
+        return Err(format!("victim not draining: {report:?}"));
+    }
+    let rs = reals(&key(82))?;
+    let v = rs
+        .iter()
+        .find(|r| r.addr == backend_ip(&victim))
+        .ok_or("victim deleted while its connection was active")?;
+    if v.weight != 0 || v.active_conns == 0 {
+        return Err(format!(
+            "victim real server {v:?}, want weight 0 with an active connection"
+        ));
+    }
+    for _ in 0..4 {
+        let got = ask_once(CLIENT_NS, vip(82))?;
+        if got == victim {
+            return Err("a new connection reached the draining endpoint".into());
+        }
+    }
+    if long.ask()? != victim {
+        return Err("the long connection moved".into());
+    }
+    // Another sync keeps it draining.
+    dp.sync(&state(vec![service(
+        "drain",
+        VIP,
+        82,
+        vec![endpoint(other, 8080)],
+    )]))
+    .map_err(e("resync"))?;
+    if !reals(&key(82))?
+        .iter()
+        .any(|r| r.addr == backend_ip(&victim))
+    {
+        return Err("victim deleted by a resync while active".into());
+    }
+    drop(long);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending = dp.process_graceful(Instant::now()).map_err(e("graceful"))?;
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "still draining after close: {:?}",
+                reals(&key(82))?
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left: Vec<_> = reals(&key(82))?.iter().map(|r| r.socket_addr()).collect();
+    dp.sync(&state(vec![])).map_err(e("cleanup sync"))?;
+    if left != vec![SocketAddr::new(ip(other), 8080)] {
+        return Err(format!("after drain real servers are {left:?}"));
+    }
+    Ok(())
+}
+
+/// A desired real server left at weight 0 by an earlier run gets its weight back on the first sync.
+fn restart_restores_weights() -> Result<(), String> {
+    topology()?;
+    let st = state(vec![service("restart", VIP, 83, vec![endpoint(BE1, 8080)])]);
+    dataplane()?.sync(&st).map_err(e("first run"))?;
+    GenlIpvs::new()
+        .map_err(e("open"))?
+        .update_real_server(&key(83), &RealServer::masq(ip(BE1), 8080, 0))
+        .map_err(e("zero weight"))?;
+    let report = dataplane()?.sync(&st).map_err(e("second run"))?;
+    let rs = reals(&key(83))?;
+    dataplane()?.sync(&state(vec![])).map_err(e("cleanup"))?;
+    if report.reals_updated != 1 || rs.len() != 1 || rs[0].weight != 1 {
+        return Err(format!("after restart {rs:?} ({report:?})"));
+    }
+    Ok(())
+}
+
+/// Virtual servers nobody wants are removed, except inside --ipvs-exclude-cidrs.
+fn stale_services_removed() -> Result<(), String> {
+    let ipvs = GenlIpvs::new().map_err(e("open"))?;
+    let mk = |addr: &str| VirtualServer {
+        key: ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: ip(addr),
+            port: 99,
+        },
+        scheduler: "rr".into(),
+        flags: 0,
+        timeout: 0,
+    };
+    ipvs.add_service(&mk("10.96.5.5")).map_err(e("add stale"))?;
+    ipvs.add_service(&mk("10.250.0.1"))
+        .map_err(e("add excluded"))?;
+    dataplane()?.sync(&state(vec![])).map_err(e("sync"))?;
+    let left: Vec<IpAddr> = ipvs
+        .services()
+        .map_err(e("list"))?
+        .into_iter()
+        .map(|v| v.key.addr)
+        .collect();
+    ipvs.flush().map_err(e("flush"))?;
+    if left != vec![ip("10.250.0.1")] {
+        return Err(format!("left after sync: {left:?}"));
+    }
+    Ok(())
+}
+
+/// The fallback check says yes where the kernel has IPVS.
+fn available() -> Result<(), String> {
+    kube_proxy_ipvs::ipvs_support(std::path::Path::new("/proc")).map_err(|u| u.0)
 }

@@ -1,0 +1,112 @@
+//! Guest-side network fixtures: namespaces with veth links to the guest's root namespace, TCP backends that
+//! answer with their name, and a client that runs inside a namespace.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use kube_proxy_vmtest::guest::sh;
+use nix::sched::{setns, CloneFlags};
+
+/// Runs `f` on a fresh thread inside network namespace `ns` (sockets created there stay in it).
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        setns(&fd, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {path}: {e}"))?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "netns thread panicked".to_string())?
+}
+
+/// Creates namespace `ns` linked to the root namespace: root side `host_if` = `<prefix>.1/24`, namespace
+/// side `eth0` = `<prefix>.2/24` with a default route through the root namespace.
+pub fn add_namespace(ns: &str, host_if: &str, prefix: &str) -> Result<(), String> {
+    sh("ip", &["netns", "add", ns])?;
+    sh(
+        "ip",
+        &[
+            "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ],
+    )?;
+    sh(
+        "ip",
+        &["addr", "add", &format!("{prefix}.1/24"), "dev", host_if],
+    )?;
+    sh("ip", &["link", "set", host_if, "up"])?;
+    let ip_ns = |args: &[&str]| {
+        let mut v = vec!["-n", ns];
+        v.extend_from_slice(args);
+        sh("ip", &v)
+    };
+    ip_ns(&["addr", "add", &format!("{prefix}.2/24"), "dev", "eth0"])?;
+    ip_ns(&["link", "set", "eth0", "up"])?;
+    ip_ns(&["link", "set", "lo", "up"])?;
+    ip_ns(&["route", "add", "default", "via", &format!("{prefix}.1")])?;
+    Ok(())
+}
+
+/// Starts a TCP server in `ns` on `port` that answers every line with `name`.
+pub fn start_backend(ns: &str, port: u16, name: &'static str) -> Result<(), String> {
+    let listener = in_netns(ns, move || TcpListener::bind(("0.0.0.0", port)))?
+        .map_err(|e| format!("bind in {ns}: {e}"))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut w = match conn.try_clone() {
+                    Ok(w) => w,
+                    Err(_) => return,
+                };
+                for line in BufReader::new(conn).lines() {
+                    if line.is_err() || writeln!(w, "{name}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// A client connection opened from inside a namespace.
+pub struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(ns: &str, to: SocketAddr) -> Result<Client, String> {
+        let stream = in_netns(ns, move || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(5))
+        })?
+        .map_err(|e| format!("connect {to} from {ns}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+        Ok(Client { stream, reader })
+    }
+
+    /// Sends a line and returns the backend's name.
+    pub fn ask(&mut self) -> Result<String, String> {
+        writeln!(self.stream, "hi").map_err(|e| format!("write: {e}"))?;
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| format!("read: {e}"))?;
+        if line.is_empty() {
+            return Err("connection closed".into());
+        }
+        Ok(line.trim().to_string())
+    }
+}
+
+/// One request on a fresh connection.
+pub fn ask_once(ns: &str, to: SocketAddr) -> Result<String, String> {
+    Client::connect(ns, to)?.ask()
+}
