@@ -6,8 +6,9 @@
 //! on the virtual address itself ([`Addressing::BindVips`], IP_FREEBIND on Linux, no netfilter needed) or on an
 //! ephemeral local port that REDIRECT rules written elsewhere point at ([`Addressing::Redirect`]).
 //! Endpoint choice uses the model's internal/external endpoint lists as they are (topology, traffic policies
-//! and terminating fallback already applied). This crate writes no netfilter rules and exports no metrics
-//! itself: [`ServiceMetrics`] are plain counters for the binary to publish.
+//! and terminating fallback already applied). The proxy itself writes no netfilter rules: [`redirect`] renders and
+//! applies the REDIRECT/DNAT rules (or, for bind-VIPs addressing, the local routes) that lead traffic to the
+//! listeners. No metrics are exported here: [`ServiceMetrics`] are plain counters for the binary to publish.
 #![forbid(unsafe_code)]
 
 mod balancer;
@@ -16,6 +17,7 @@ mod error;
 mod metrics;
 mod portal;
 mod proxy;
+pub mod redirect;
 mod relay;
 mod service;
 mod socket;
