@@ -110,6 +110,8 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
         node: &topo.node,
         cfg,
         last_seen: 0.0,
+        prev: ProxyMetrics::default(),
+        recent_sync: 0.0,
     };
     let (synced_at, metrics) = waiter.wait(&mut proxy, started, "the initial sync", || {
         Ok(kernel.served_services()? == expected)
@@ -117,6 +119,8 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     let cpu_initial_s = proxy.cpu_seconds()?;
     let initial_proxy_sync_s = metrics.sync_seconds_sum / metrics.sync_count.max(1.0);
     let initial_sync_s = synced_at - started;
+    // The initial sync must not count as "recent" when waiting for a quiet proxy before the first change.
+    waiter.prev = metrics;
 
     let dataplane = if cfg.connections > 0 {
         Some(probe(
@@ -209,18 +213,25 @@ struct Waiter<'a> {
     cfg: &'a BenchConfig,
     /// The newest sync timestamp already checked.
     last_seen: f64,
+    /// Metrics at the last quiet check that saw new syncs, and the mean duration of those syncs.
+    prev: ProxyMetrics,
+    recent_sync: f64,
 }
 
 impl Waiter<'_> {
-    /// Waits until no sync has ended for min-sync-period + 3 × the mean sync duration + 200 ms, so that a
+    /// Waits until no sync has ended for min-sync-period + 3 × the recent sync duration + 200 ms, so that a
     /// change meets an idle rate limiter and no trailing sync of the previous change is pending.
     fn wait_quiet(&mut self, proxy: &mut Proxy) -> Result<()> {
         let deadline = Instant::now() + self.cfg.timeout;
         loop {
             proxy.ensure_running()?;
             if let Some(m) = self.node.run_in(scrape_in_namespace)? {
-                let mean = m.sync_seconds_sum / m.sync_count.max(1.0);
-                let quiet = self.cfg.min_sync_period.as_secs_f64() + 3.0 * mean + 0.2;
+                if m.sync_count > self.prev.sync_count {
+                    self.recent_sync = (m.sync_seconds_sum - self.prev.sync_seconds_sum)
+                        / (m.sync_count - self.prev.sync_count);
+                    self.prev = m;
+                }
+                let quiet = self.cfg.min_sync_period.as_secs_f64() + 3.0 * self.recent_sync + 0.2;
                 if unix_now() - m.last_sync >= quiet {
                     return Ok(());
                 }
