@@ -31,6 +31,7 @@ pub use format::{ipvsadm_list, plan_ipvsadm, render_text};
 pub use genl::GenlIpvs;
 pub use handle::{FakeIpvs, Ipvs};
 pub use ipset_exec::{FakeIpset, IpsetExec, RealIpset};
+pub use kube_proxy_iptables::Backend;
 pub use link::{DummyLink, FakeLink, IpLink};
 pub use render::{render, DesiredService, IpvsPlan};
 pub use types::{

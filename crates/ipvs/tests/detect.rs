@@ -33,8 +33,10 @@ fn availability_matches_the_kernel() {
 
 #[test]
 fn proc_entry_means_available() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("net")).unwrap();
-    std::fs::write(dir.path().join("net/ip_vs"), "").unwrap();
-    assert!(ipvs_support(dir.path()).is_ok());
+    let dir = std::env::temp_dir().join(format!("ipvs-detect-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("net")).unwrap();
+    std::fs::write(dir.join("net/ip_vs"), "").unwrap();
+    let got = ipvs_support(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(got.is_ok());
 }

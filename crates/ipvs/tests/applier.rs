@@ -1,0 +1,376 @@
+//! The applier against fakes: only differences are sent, graceful termination, restart reconciliation,
+//! stale-service removal, addresses, ipsets and iptables jumps.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ep, ip, state, svc};
+use kube_proxy_iptables::sim::FakeExec;
+use kube_proxy_iptables::sysctl::MemSysctl;
+use kube_proxy_iptables::{IptablesExec, Table};
+use kube_proxy_ipvs::{
+    render, DummyLink, FakeIpset, FakeIpvs, FakeLink, Ipvs, IpvsConfig, IpvsDataplane, RealServer,
+    ServiceKey, Timeouts, VirtualServer,
+};
+use kube_proxy_model::{IpFamily, Protocol, ProxyState};
+
+struct Rig {
+    ipvs: Arc<FakeIpvs>,
+    link: Arc<FakeLink>,
+    ipset: Arc<FakeIpset>,
+    ipt: Arc<FakeExec>,
+    sysctl: MemSysctl,
+    dp: IpvsDataplane,
+}
+
+fn config() -> IpvsConfig {
+    let mut c = IpvsConfig::new(IpFamily::V4);
+    c.exclude_cidrs = vec!["10.250.0.0/16".parse().unwrap()];
+    c.graceful_termination_bound = Duration::from_secs(60);
+    c.timeouts = Timeouts {
+        tcp: 900,
+        tcp_fin: 120,
+        udp: 300,
+    };
+    c
+}
+
+fn rig() -> Rig {
+    let ipvs = Arc::new(FakeIpvs::new());
+    let link = Arc::new(FakeLink::default());
+    let ipset = Arc::new(FakeIpset::default());
+    let ipt = Arc::new(FakeExec::default());
+    let sysctl = MemSysctl::default();
+    let dp = IpvsDataplane::new(
+        config(),
+        ipvs.clone(),
+        link.clone(),
+        ipset.clone(),
+        ipt.clone(),
+        &sysctl,
+    )
+    .unwrap();
+    Rig {
+        ipvs,
+        link,
+        ipset,
+        ipt,
+        sysctl,
+        dp,
+    }
+}
+
+fn key(port: u16) -> ServiceKey {
+    ServiceKey {
+        protocol: Protocol::Tcp,
+        addr: ip("10.96.0.10"),
+        port,
+    }
+}
+
+fn web(eps: &[&str]) -> ProxyState {
+    state(
+        IpFamily::V4,
+        vec![svc(
+            "web",
+            Protocol::Tcp,
+            "10.96.0.10",
+            80,
+            eps.iter().map(|e| ep(e, 8080, false)).collect(),
+        )],
+    )
+}
+
+impl Rig {
+    fn apply(&mut self, st: &ProxyState, now: Instant) -> kube_proxy_ipvs::IpvsSyncReport {
+        let plan = render(st, self.dp.config());
+        self.dp.apply(&plan, now).unwrap()
+    }
+
+    fn weights(&self, k: &ServiceKey) -> Vec<(String, u32)> {
+        self.ipvs
+            .real_servers(k)
+            .unwrap()
+            .iter()
+            .map(|r| (r.socket_addr().to_string(), r.weight))
+            .collect()
+    }
+}
+
+#[test]
+fn construction_sets_sysctls_and_timeouts() {
+    let r = rig();
+    for name in [
+        "net/ipv4/vs/conntrack",
+        "net/ipv4/vs/expire_nodest_conn",
+        "net/ipv4/vs/expire_quiescent_template",
+        "net/ipv4/ip_forward",
+    ] {
+        assert_eq!(r.sysctl.value(name), Some(1), "{name}");
+    }
+    assert_eq!(
+        r.sysctl.value("net/ipv4/conf/all/arp_ignore"),
+        None,
+        "strict ARP is off"
+    );
+    assert_eq!(
+        r.ipvs.timeouts(),
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300
+        }
+    );
+}
+
+#[test]
+fn second_sync_sends_nothing_to_ipvs() {
+    let mut r = rig();
+    let now = Instant::now();
+    let rep = r.apply(&web(&["10.244.1.1", "10.244.1.2"]), now);
+    assert_eq!(
+        (rep.services_added, rep.reals_added, rep.addresses_added),
+        (1, 2, 1)
+    );
+    r.ipvs.take_log();
+    let rep = r.apply(&web(&["10.244.1.1", "10.244.1.2"]), now);
+    assert_eq!(rep, Default::default());
+    assert!(r.ipvs.take_log().is_empty());
+    // Adding one endpoint adds exactly one real server.
+    r.apply(&web(&["10.244.1.1", "10.244.1.2", "10.244.1.3"]), now);
+    assert_eq!(
+        r.ipvs.take_log(),
+        vec!["add-real TCP 10.96.0.10:80 -> 10.244.1.3:8080 w1"]
+    );
+}
+
+#[test]
+fn removed_real_server_drains_then_is_deleted() {
+    let mut r = rig();
+    let t0 = Instant::now();
+    r.apply(&web(&["10.244.1.1", "10.244.1.2"]), t0);
+    r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 3, 0);
+    let rep = r.apply(&web(&["10.244.1.1"]), t0);
+    assert_eq!(
+        (rep.reals_draining, rep.reals_deleted, rep.pending_graceful),
+        (1, 0, 1)
+    );
+    assert_eq!(
+        r.weights(&key(80)),
+        vec![("10.244.1.1:8080".into(), 1), ("10.244.1.2:8080".into(), 0)]
+    );
+    // Still busy: a later sync keeps it.
+    let rep = r.apply(&web(&["10.244.1.1"]), t0 + Duration::from_secs(5));
+    assert_eq!(rep.pending_graceful, 1);
+    assert_eq!(r.weights(&key(80)).len(), 2);
+    r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 0, 2);
+    assert_eq!(
+        r.dp.process_graceful(t0 + Duration::from_secs(6)).unwrap(),
+        0
+    );
+    assert_eq!(r.weights(&key(80)), vec![("10.244.1.1:8080".into(), 1)]);
+}
+
+#[test]
+fn draining_real_server_is_deleted_when_the_bound_passes() {
+    let mut r = rig();
+    let t0 = Instant::now();
+    r.apply(&web(&["10.244.1.1", "10.244.1.2"]), t0);
+    r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 1, 0);
+    r.apply(&web(&["10.244.1.1"]), t0);
+    assert_eq!(
+        r.dp.process_graceful(t0 + Duration::from_secs(59)).unwrap(),
+        1
+    );
+    assert_eq!(
+        r.dp.process_graceful(t0 + Duration::from_secs(60)).unwrap(),
+        0
+    );
+    assert_eq!(r.weights(&key(80)).len(), 1);
+}
+
+#[test]
+fn idle_or_udp_real_servers_are_deleted_at_once() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.apply(&web(&["10.244.1.1", "10.244.1.2"]), now);
+    let rep = r.apply(&web(&["10.244.1.1"]), now);
+    assert_eq!((rep.reals_deleted, rep.pending_graceful), (1, 0));
+
+    let udp = |eps: &[&str]| {
+        state(
+            IpFamily::V4,
+            vec![svc(
+                "dns",
+                Protocol::Udp,
+                "10.96.0.53",
+                53,
+                eps.iter().map(|e| ep(e, 53, false)).collect(),
+            )],
+        )
+    };
+    r.apply(&udp(&["10.244.1.1", "10.244.1.2"]), now);
+    let k = ServiceKey {
+        protocol: Protocol::Udp,
+        addr: ip("10.96.0.53"),
+        port: 53,
+    };
+    r.ipvs.set_conns(&k, ip("10.244.1.2"), 53, 4, 0);
+    let rep = r.apply(&udp(&["10.244.1.1"]), now);
+    assert_eq!((rep.reals_deleted, rep.pending_graceful), (1, 0));
+}
+
+#[test]
+fn re_added_endpoint_leaves_the_drain_with_its_weight_back() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.apply(&web(&["10.244.1.1", "10.244.1.2"]), now);
+    r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 1, 0);
+    r.apply(&web(&["10.244.1.1"]), now);
+    let rep = r.apply(&web(&["10.244.1.1", "10.244.1.2"]), now);
+    assert_eq!((rep.reals_updated, rep.pending_graceful), (1, 0));
+    assert_eq!(
+        r.weights(&key(80)),
+        vec![("10.244.1.1:8080".into(), 1), ("10.244.1.2:8080".into(), 1)]
+    );
+}
+
+#[test]
+fn restart_restores_weights_and_drains_leftovers() {
+    let ipvs = Arc::new(FakeIpvs::new());
+    let vs = VirtualServer {
+        key: key(80),
+        scheduler: "rr".into(),
+        flags: 0,
+        timeout: 0,
+    };
+    ipvs.add_service(&vs).unwrap();
+    // A previous run left the wanted endpoint at weight 0 and an unwanted one with a connection.
+    ipvs.add_real_server(&key(80), &RealServer::masq(ip("10.244.1.1"), 8080, 0))
+        .unwrap();
+    ipvs.add_real_server(&key(80), &RealServer::masq(ip("10.244.1.9"), 8080, 1))
+        .unwrap();
+    ipvs.set_conns(&key(80), ip("10.244.1.9"), 8080, 1, 0);
+    let mut dp = IpvsDataplane::new(
+        config(),
+        ipvs.clone(),
+        Arc::new(FakeLink::default()),
+        Arc::new(FakeIpset::default()),
+        Arc::new(FakeExec::default()),
+        &MemSysctl::default(),
+    )
+    .unwrap();
+    let rep = dp
+        .apply(&render(&web(&["10.244.1.1"]), dp.config()), Instant::now())
+        .unwrap();
+    assert_eq!(
+        (rep.reals_updated, rep.reals_draining, rep.pending_graceful),
+        (1, 1, 1)
+    );
+    let w: Vec<u32> = ipvs
+        .real_servers(&key(80))
+        .unwrap()
+        .iter()
+        .map(|r| r.weight)
+        .collect();
+    assert_eq!(w, vec![1, 0]);
+}
+
+#[test]
+fn changed_settings_update_the_service_in_place() {
+    let mut r = rig();
+    let now = Instant::now();
+    r.apply(&web(&["10.244.1.1"]), now);
+    r.ipvs.take_log();
+    let mut s = svc(
+        "web",
+        Protocol::Tcp,
+        "10.96.0.10",
+        80,
+        vec![ep("10.244.1.1", 8080, false)],
+    );
+    s.session_affinity_timeout = Some(30);
+    let rep = r.apply(&state(IpFamily::V4, vec![s]), now);
+    assert_eq!(
+        (
+            rep.services_updated,
+            rep.services_added,
+            rep.services_deleted
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(r.ipvs.take_log(), vec!["update-service TCP 10.96.0.10:80"]);
+}
+
+#[test]
+fn unknown_services_are_removed_unless_excluded_or_other_family() {
+    let mut r = rig();
+    for a in ["10.96.9.9", "10.250.0.1", "fd00::9"] {
+        r.ipvs
+            .add_service(&VirtualServer {
+                key: ServiceKey {
+                    protocol: Protocol::Tcp,
+                    addr: ip(a),
+                    port: 1,
+                },
+                scheduler: "rr".into(),
+                flags: 0,
+                timeout: 0,
+            })
+            .unwrap();
+    }
+    let rep = r.apply(&web(&[]), Instant::now());
+    assert_eq!(rep.services_deleted, 1);
+    let left: Vec<String> = r
+        .ipvs
+        .services()
+        .unwrap()
+        .iter()
+        .map(|v| v.key.addr.to_string())
+        .collect();
+    assert_eq!(left, vec!["10.96.0.10", "10.250.0.1", "fd00::9"]);
+}
+
+#[test]
+fn addresses_ipsets_and_jumps() {
+    let mut r = rig();
+    r.link.add_address(ip("10.96.7.7")).unwrap();
+    let rep = r.apply(&web(&["10.244.1.1"]), Instant::now());
+    assert_eq!((rep.addresses_added, rep.addresses_deleted), (1, 1));
+    assert_eq!(
+        r.link
+            .addresses(IpFamily::V4)
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![ip("10.96.0.10")]
+    );
+    let sets = r.ipset.inputs.lock().unwrap().last().cloned().unwrap();
+    assert!(sets.contains(" 10.96.0.10,tcp:80\n"), "{sets}");
+    let nat = r.ipt.save(IpFamily::V4, Table::Nat).unwrap();
+    assert!(
+        nat.contains(
+            "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
+        ),
+        "{nat}"
+    );
+    let filter = r.ipt.save(IpFamily::V4, Table::Filter).unwrap();
+    assert!(
+        filter.contains(
+            "-A INPUT -m comment --comment \"kubernetes ipvs access filter\" -j KUBE-IPVS-FILTER"
+        ),
+        "{filter}"
+    );
+    // Jumps are inserted once.
+    let before = r.ipt.restores.lock().unwrap().len();
+    r.apply(&web(&["10.244.1.1"]), Instant::now());
+    assert_eq!(
+        r.ipt.restores.lock().unwrap().len(),
+        before + 1,
+        "only the chain restore, no jump inserts"
+    );
+    let nat = r.ipt.save(IpFamily::V4, Table::Nat).unwrap();
+    assert_eq!(nat.matches("-j KUBE-SERVICES").count(), 2, "{nat}");
+}
