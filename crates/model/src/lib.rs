@@ -9,6 +9,7 @@
 mod build;
 mod diff;
 mod endpoints;
+pub mod fixtures;
 mod objects;
 mod parse;
 mod service;
