@@ -1,0 +1,257 @@
+//! End-to-end: the real binary in `--proxy-mode userspace`, driven through `--master` by the test API server,
+//! with real traffic between network namespaces; once behind REDIRECT/DNAT rules and once with bind-VIPs
+//! addressing (listeners on the service addresses, local routes, no NAT). Source-IP preservation is the
+//! documented exception of this mode: backends see node1's address. Root only; fails (not skips) when CI=true
+//! and not root.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use common::objects::{ep, service, slice};
+use common::{privileged, sa, tcp, tcp_backends, udp, Cluster, Proxy};
+use kube_proxy_testkit::apiserver::Kind;
+use kube_proxy_testkit::netns::Family;
+use serde_json::json;
+
+const A: &str = "10.244.1.10"; // pod-a on node1
+const B: &str = "10.244.1.11"; // pod-b on node1
+const C: &str = "10.244.2.10"; // pod-c on node2
+const C6: &str = "fd00:10:244:2::a"; // pod-c's IPv6 address
+const NODE1: &str = "10.100.0.1";
+/// node2's LAN address: nothing listens on the pods' port there, so connections to it are refused.
+const DEAD: &str = "10.100.0.2";
+
+/// Stands in for a `--userspace-bind-vips` flag (see the binary's `userspace_mode::BIND_VIPS_ENV`).
+const BIND_VIPS_ENV: &str = "KUBE_PROXY_RS_USERSPACE_BIND_VIPS";
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn load_scenarios(c: &Cluster) {
+    c.apply(service("web", "10.96.0.10", 80, "TCP", json!({})));
+    c.apply(slice(
+        "web",
+        "web-1",
+        "IPv4",
+        "TCP",
+        &[ep(A, "node1"), ep(B, "node1"), ep(C, "node2")],
+    ));
+    c.apply(service(
+        "np",
+        "10.96.0.12",
+        80,
+        "TCP",
+        json!({"type": "NodePort",
+        "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+    ));
+    c.apply(slice("np", "np-1", "IPv4", "TCP", &[ep(C, "node2")]));
+    // One live endpoint and one dead address: every connection must still succeed.
+    c.apply(service("dead", "10.96.0.30", 80, "TCP", json!({})));
+    c.apply(slice(
+        "dead",
+        "dead-1",
+        "IPv4",
+        "TCP",
+        &[ep(A, "node1"), ep(DEAD, "node2")],
+    ));
+    c.apply(service(
+        "sticky",
+        "10.96.0.21",
+        80,
+        "TCP",
+        json!({"sessionAffinity": "ClientIP",
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}}}),
+    ));
+    c.apply(slice(
+        "sticky",
+        "sticky-1",
+        "IPv4",
+        "TCP",
+        &[ep(A, "node1"), ep(B, "node1"), ep(C, "node2")],
+    ));
+    c.apply(service("dns", "10.96.0.53", 53, "UDP", json!({})));
+    c.apply(slice("dns", "dns-1", "IPv4", "UDP", &[ep(C, "node2")]));
+    c.apply(service(
+        "ext",
+        "10.96.0.20",
+        80,
+        "TCP",
+        json!({"externalIPs": ["192.168.100.20"]}),
+    ));
+    c.apply(slice("ext", "ext-1", "IPv4", "TCP", &[ep(C, "node2")]));
+    c.apply(service(
+        "web6",
+        "10.96.0.25",
+        80,
+        "TCP",
+        json!({
+        "clusterIPs": ["10.96.0.25", "fd00:96::25"], "ipFamilies": ["IPv4", "IPv6"],
+        "ipFamilyPolicy": "RequireDualStack"}),
+    ));
+    c.apply(slice("web6", "web6-v4", "IPv4", "TCP", &[ep(C, "node2")]));
+    c.apply(slice("web6", "web6-v6", "IPv6", "TCP", &[ep(C6, "node2")]));
+}
+
+/// Starts the proxy in node1 in userspace mode, with the flags of [`Cluster::start_proxy`], and bind-VIPs
+/// addressing when asked.
+fn start_userspace(c: &Cluster, bind_vips: bool) {
+    if !bind_vips {
+        c.start_proxy(&["--proxy-mode", "userspace"]);
+        return;
+    }
+    let log = std::env::temp_dir().join(format!(
+        "kprs-e2e-us-{}-{}.log",
+        std::process::id(),
+        c.topo.node1.name()
+    ));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-proxy-rs"));
+    cmd.args([
+        "--master",
+        &c.api.url(),
+        "--hostname-override",
+        "node1",
+        "--cluster-cidr",
+        "10.244.0.0/16,fd00:10:244::/56",
+        "--iptables-min-sync-period",
+        "100ms",
+        "--conntrack-max-per-core=0",
+        "--v=4",
+        "--proxy-mode",
+        "userspace",
+    ])
+    .env(BIND_VIPS_ENV, "1")
+    .env("RUST_LOG", "info,kube_proxy_sync=debug")
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(file));
+    let child = c
+        .topo
+        .node1
+        .spawn(&mut cmd)
+        .expect("starting kube-proxy-rs");
+    *c.proxy.lock().unwrap() = Some(Proxy { child, log });
+}
+
+#[test]
+fn userspace_redirect_service_semantics() {
+    if privileged("userspace_redirect_service_semantics") {
+        service_semantics(false);
+    }
+}
+
+#[test]
+fn userspace_bind_vips_service_semantics() {
+    if privileged("userspace_bind_vips_service_semantics") {
+        service_semantics(true);
+    }
+}
+
+fn service_semantics(bind_vips: bool) {
+    let c = Cluster::new();
+    load_scenarios(&c);
+    start_userspace(&c, bind_vips);
+    let pod_a = c.pod("pod-a");
+    let pod_b = c.pod("pod-b");
+    let client = &c.topo.client;
+    let node1 = &c.topo.node1;
+
+    c.check("web balances over all three endpoints", || {
+        tcp_backends(pod_a, sa("10.96.0.10", 80), 30) == set(&["pod-a", "pod-b", "pod-c"])
+    });
+    c.check(
+        "web from node1's host network",
+        || matches!(tcp(node1, sa("10.96.0.10", 80)), Ok(r) if !r.backend.is_empty()),
+    );
+    // The proxy connects to backends itself: the backend sees node1, not the client (documented exception).
+    c.check("np via node1's NodePort reaches pod-c", || {
+        matches!(tcp(client, sa(NODE1, 30080)), Ok(r) if r.backend == "pod-c" && r.source.to_string() == NODE1)
+    });
+    c.check(
+        "ext via externalIP",
+        || matches!(tcp(client, sa("192.168.100.20", 80)), Ok(r) if r.backend == "pod-c"),
+    );
+    c.check("dead endpoint: every connection succeeds", || {
+        (0..12).all(|_| matches!(tcp(pod_b, sa("10.96.0.30", 80)), Ok(r) if r.backend == "pod-a"))
+    });
+    c.check("sticky sticks for each client", || {
+        tcp_backends(pod_a, sa("10.96.0.21", 80), 15).len() == 1
+            && tcp_backends(pod_b, sa("10.96.0.21", 80), 15).len() == 1
+    });
+    c.check(
+        "dns over UDP from a pod",
+        || matches!(udp(pod_a, sa("10.96.0.53", 53)), Ok(r) if r.backend == "pod-c"),
+    );
+    c.check(
+        "dns over UDP from the node",
+        || matches!(udp(node1, sa("10.96.0.53", 53)), Ok(r) if r.backend == "pod-c"),
+    );
+    let web6 = SocketAddr::new("fd00:96::25".parse().unwrap(), 80);
+    c.check(
+        "web6 over IPv6",
+        || matches!(tcp(pod_a, web6), Ok(r) if r.backend == "pod-c"),
+    );
+
+    // The dead endpoint was tried, and reported.
+    let log = c.proxy_log();
+    assert!(
+        log.contains("backend connection failed") && log.contains(&format!("{DEAD}:8080")),
+        "the failed endpoint is named in the log:\n{log}"
+    );
+
+    // How traffic is delivered: NAT rules, or local routes and no NAT rules.
+    let save = c.save(Family::V4);
+    let routes = node1
+        .exec_ok(&["ip", "route", "show", "table", "local", "proto", "106"])
+        .unwrap();
+    if bind_vips {
+        assert!(!save.contains("KUBE-PORTALS"), "no NAT rules:\n{save}");
+        assert!(routes.contains("10.96.0.10"), "{routes}");
+        assert!(routes.contains("192.168.100.20"), "{routes}");
+    } else {
+        assert!(
+            save.contains("-A KUBE-PORTALS-CONTAINER -d 10.96.0.10/32"),
+            "{save}"
+        );
+        assert!(
+            save.contains("-A KUBE-NODEPORT-CONTAINER") && save.contains("--dport 30080"),
+            "{save}"
+        );
+        assert!(routes.trim().is_empty(), "no local routes: {routes}");
+    }
+
+    // A deleted service loses its listener and its rules or route; the others keep working.
+    c.delete(Kind::Service, "e2e", "ext");
+    c.check("ext's delivery is removed", || {
+        let save = c.save(Family::V4);
+        let routes = node1
+            .exec_ok(&["ip", "route", "show", "table", "local", "proto", "106"])
+            .unwrap();
+        !save.contains("192.168.100.20") && !routes.contains("192.168.100.20")
+    });
+    c.check("ext no longer answers", || {
+        tcp(client, sa("192.168.100.20", 80)).is_err()
+    });
+    c.check("web still works", || {
+        tcp(pod_a, sa("10.96.0.10", 80)).is_ok()
+    });
+
+    // kill -9 and restart: service again, without duplicate jumps or routes.
+    c.kill_proxy();
+    start_userspace(&c, bind_vips);
+    c.check("web works after a restart", || {
+        tcp_backends(pod_a, sa("10.96.0.10", 80), 10) == set(&["pod-a", "pod-b", "pod-c"])
+    });
+    c.check("np works after a restart", || {
+        tcp(client, sa(NODE1, 30080)).is_ok()
+    });
+    let save = c.save(Family::V4);
+    for jump in ["-j KUBE-PORTALS-CONTAINER", "-j KUBE-NODEPORT-HOST"] {
+        let n = save.lines().filter(|l| l.ends_with(jump)).count();
+        assert_eq!(n, usize::from(!bind_vips), "{jump} jumps:\n{save}");
+    }
+    c.finish();
+}
