@@ -110,3 +110,42 @@ impl Client {
 pub fn ask_once(ns: &str, to: SocketAddr) -> Result<String, String> {
     Client::connect(ns, to)?.ask()
 }
+
+/// Starts a UDP server in `ns` on `port` that answers every datagram with `name`.
+pub fn start_udp_backend(ns: &str, port: u16, name: &'static str) -> Result<(), String> {
+    let sock = in_netns(ns, move || std::net::UdpSocket::bind(("0.0.0.0", port)))?
+        .map_err(|e| format!("udp bind in {ns}: {e}"))?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((_, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(name.as_bytes(), from);
+        }
+    });
+    Ok(())
+}
+
+/// Sends one datagram from a fresh socket in `ns` (or the root namespace for `None`) and returns the answer.
+pub fn udp_ask(ns: &str, to: SocketAddr) -> Result<String, String> {
+    let sock = in_netns(ns, || std::net::UdpSocket::bind(("0.0.0.0", 0)))?
+        .map_err(|e| format!("udp bind: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    sock.send_to(b"hi", to)
+        .map_err(|e| format!("udp send: {e}"))?;
+    let mut buf = [0u8; 512];
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .map_err(|e| format!("udp recv from {to}: {e}"))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// One TCP request from the guest's root namespace (a process on the node).
+pub fn ask_from_node(to: SocketAddr) -> Result<String, String> {
+    let stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+        .map_err(|e| format!("connect {to} from the node: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    Client { stream, reader }.ask()
+}

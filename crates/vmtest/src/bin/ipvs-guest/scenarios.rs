@@ -14,7 +14,9 @@ use kube_proxy_model::{IpFamily, Protocol};
 use kube_proxy_vmtest::guest::sh;
 
 use crate::fixtures::{endpoint, ip, service, state};
-use crate::net::{add_namespace, ask_once, start_backend, Client};
+use crate::net::{
+    add_namespace, ask_from_node, ask_once, start_backend, start_udp_backend, udp_ask, Client,
+};
 
 type Scenario = (&'static str, fn() -> Result<(), String>);
 
@@ -24,6 +26,8 @@ pub const ALL: &[Scenario] = &[
     ("schedulers", schedulers),
     ("clusterip-traffic", clusterip_traffic),
     ("session-affinity", session_affinity),
+    ("nodeport-externalip-udp", nodeport_externalip_udp),
+    ("node-client-and-hairpin", node_client_and_hairpin),
     ("graceful-termination", graceful_termination),
     ("restart-restores-weights", restart_restores_weights),
     ("stale-services-removed", stale_services_removed),
@@ -44,6 +48,8 @@ fn topology() -> Result<(), String> {
         add_namespace(CLIENT_NS, "vcl", "10.1.9")?;
         start_backend("be1", 8080, "be1")?;
         start_backend("be2", 8080, "be2")?;
+        start_udp_backend("be1", 5353, "be1")?;
+        start_udp_backend("be2", 5353, "be2")?;
         Ok(())
     })
     .clone()
@@ -403,4 +409,61 @@ fn stale_services_removed() -> Result<(), String> {
 /// The fallback check says yes where the kernel has IPVS.
 fn available() -> Result<(), String> {
     kube_proxy_ipvs::ipvs_support(std::path::Path::new("/proc")).map_err(|u| u.0)
+}
+
+/// NodePort on the node's address, an externalIP, and a UDP ClusterIP all carry traffic from the client.
+fn nodeport_externalip_udp() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    let mut tcp = service("np", VIP, 85, vec![endpoint(BE1, 8080)]);
+    tcp.node_port = Some(30085);
+    tcp.external_ips = vec![ip("203.0.113.5")];
+    let mut udp = service("dns", "10.96.0.53", 53, vec![endpoint(BE2, 5353)]);
+    udp.protocol = Protocol::Udp;
+    udp.name.protocol = Protocol::Udp;
+    dp.sync(&state(vec![tcp, udp])).map_err(e("sync"))?;
+    let np = ask_once(CLIENT_NS, SocketAddr::new(ip("10.1.9.1"), 30085));
+    // The client has no route to 203.0.113.0/24 but its default route leads to the node.
+    let ext = ask_once(CLIENT_NS, SocketAddr::new(ip("203.0.113.5"), 85));
+    let dns = udp_ask(CLIENT_NS, SocketAddr::new(ip("10.96.0.53"), 53));
+    let set = sh("ipset", &["list", "KUBE-NODE-PORT-TCP"]);
+    dp.sync(&state(vec![])).map_err(e("cleanup sync"))?;
+    if np? != "be1" {
+        return Err("NodePort reached the wrong backend".into());
+    }
+    if ext? != "be1" {
+        return Err("externalIP reached the wrong backend".into());
+    }
+    if dns? != "be2" {
+        return Err("UDP reached the wrong backend".into());
+    }
+    if !set?.contains("30085") {
+        return Err("KUBE-NODE-PORT-TCP lacks 30085".into());
+    }
+    Ok(())
+}
+
+/// A process on the node reaches a ClusterIP (its VIP source is masqueraded), and a local endpoint reaches
+/// itself through its own service (hairpin, KUBE-LOOP-BACK masquerade).
+fn node_client_and_hairpin() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    let mut me = endpoint(BE1, 8080);
+    me.is_local = true;
+    dp.sync(&state(vec![service("self", VIP, 86, vec![me])]))
+        .map_err(e("sync"))?;
+    let from_node = ask_from_node(vip(86));
+    let hairpin = ask_once("be1", vip(86));
+    let loopback = sh("ipset", &["list", "KUBE-LOOP-BACK"]);
+    dp.sync(&state(vec![])).map_err(e("cleanup sync"))?;
+    if from_node? != "be1" {
+        return Err("node client reached the wrong backend".into());
+    }
+    if !loopback?.contains("10.1.1.2,tcp:8080,10.1.1.2") {
+        return Err("KUBE-LOOP-BACK lacks the local endpoint".into());
+    }
+    if hairpin? != "be1" {
+        return Err("hairpin reached the wrong backend".into());
+    }
+    Ok(())
 }
