@@ -323,12 +323,4 @@ impl IpvsDataplane {
         }
         Ok(())
     }
-
-    /// Removes every virtual server, kube-ipvs0, and the jumps (iptables chains and ipsets are left to the
-    /// iptables crate's cleanup and `ipset destroy`).
-    pub fn cleanup_ipvs(&mut self) -> Result<(), IpvsError> {
-        self.ipvs.flush()?;
-        self.graceful.clear();
-        self.link.delete()
-    }
 }

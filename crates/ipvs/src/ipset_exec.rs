@@ -9,6 +9,8 @@ use crate::IpvsError;
 /// Applies `ipset restore` input.
 pub trait IpsetExec: Send + Sync {
     fn restore(&self, input: &str) -> Result<(), IpvsError>;
+    /// Destroys set `name`; a set that does not exist is not an error.
+    fn destroy(&self, name: &str) -> Result<(), IpvsError>;
 }
 
 /// Runs `ipset restore -exist`.
@@ -43,17 +45,41 @@ impl IpsetExec for RealIpset {
         }
         Ok(())
     }
+
+    fn destroy(&self, name: &str) -> Result<(), IpvsError> {
+        let out = Command::new("ipset")
+            .args(["destroy", name])
+            .output()
+            .map_err(|e| IpvsError::Command {
+                binary: "ipset".into(),
+                detail: e.to_string(),
+            })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || stderr.contains("does not exist") {
+            return Ok(());
+        }
+        Err(IpvsError::Command {
+            binary: "ipset".into(),
+            detail: format!("ipset destroy {name}: {}", stderr.trim()),
+        })
+    }
 }
 
-/// Records every restore input.
+/// Records every restore input and destroyed set.
 #[derive(Default)]
 pub struct FakeIpset {
     pub inputs: Mutex<Vec<String>>,
+    pub destroyed: Mutex<Vec<String>>,
 }
 
 impl IpsetExec for FakeIpset {
     fn restore(&self, input: &str) -> Result<(), IpvsError> {
         self.inputs.lock().unwrap().push(input.to_string());
+        Ok(())
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), IpvsError> {
+        self.destroyed.lock().unwrap().push(name.to_string());
         Ok(())
     }
 }

@@ -5,10 +5,12 @@
 //! * [`render()`] (pure): `ProxyState` + [`IpvsConfig`] → [`IpvsPlan`] (virtual servers, kube-ipvs0 addresses,
 //!   [`ipsets`], iptables text from [`rules`]); [`format`] prints it `ipvsadm -Ln` style.
 //! * [`IpvsDataplane`] ([`applier`]): diffs and applies a plan, with graceful termination of real servers.
+//! * [`cleanup`]: `--cleanup` for IPVS mode.
 //! * [`detect`]: [`ipvs_available`], used to fall back to iptables mode.
 #![forbid(unsafe_code)]
 
 pub mod applier;
+pub mod cleanup;
 pub mod config;
 pub mod detect;
 mod error;
@@ -24,6 +26,7 @@ pub mod rules;
 pub mod types;
 
 pub use applier::{required_sysctls, IpvsDataplane, IpvsSyncReport};
+pub use cleanup::{cleanup, cleanup_host, cleanup_iptables};
 pub use config::{IpvsConfig, LocalDetector, DUMMY_DEVICE};
 pub use detect::{ipvs_available, ipvs_support, Unavailable};
 pub use error::IpvsError;

@@ -374,3 +374,27 @@ fn addresses_ipsets_and_jumps() {
     let nat = r.ipt.save(IpFamily::V4, Table::Nat).unwrap();
     assert_eq!(nat.matches("-j KUBE-SERVICES").count(), 2, "{nat}");
 }
+
+#[test]
+fn cleanup_removes_everything_and_is_idempotent() {
+    let mut r = rig();
+    r.apply(&web(&["10.244.1.1"]), Instant::now());
+    kube_proxy_ipvs::cleanup(Some(&*r.ipvs), &*r.link, &*r.ipt, &*r.ipset).unwrap();
+    assert!(r.ipvs.services().unwrap().is_empty());
+    assert!(r.link.state.lock().unwrap().is_none(), "kube-ipvs0 deleted");
+    for t in [Table::Nat, Table::Filter] {
+        let save = r.ipt.save(IpFamily::V4, t).unwrap();
+        assert!(!save.contains("KUBE-"), "{save}");
+    }
+    let destroyed = r.ipset.destroyed.lock().unwrap().clone();
+    assert_eq!(destroyed.len(), 34);
+    assert!(destroyed.contains(&"KUBE-CLUSTER-IP".to_string()));
+    assert!(destroyed.contains(&"KUBE-6-CLUSTER-IP".to_string()));
+    let restores = r.ipt.restores.lock().unwrap().len();
+    kube_proxy_ipvs::cleanup(Some(&*r.ipvs), &*r.link, &*r.ipt, &*r.ipset).unwrap();
+    assert_eq!(
+        r.ipt.restores.lock().unwrap().len(),
+        restores,
+        "nothing left to remove"
+    );
+}

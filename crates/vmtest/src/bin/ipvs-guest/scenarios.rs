@@ -31,6 +31,7 @@ pub const ALL: &[Scenario] = &[
     ("graceful-termination", graceful_termination),
     ("restart-restores-weights", restart_restores_weights),
     ("stale-services-removed", stale_services_removed),
+    ("cleanup", cleanup),
 ];
 
 const VIP: &str = "10.96.0.10";
@@ -466,4 +467,40 @@ fn node_client_and_hairpin() -> Result<(), String> {
         return Err("hairpin reached the wrong backend".into());
     }
     Ok(())
+}
+
+/// `--cleanup` removes virtual servers, kube-ipvs0, our iptables chains and jumps, and the ipsets.
+fn cleanup() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    dp.sync(&state(vec![service(
+        "gone",
+        VIP,
+        87,
+        vec![endpoint(BE1, 8080)],
+    )]))
+    .map_err(e("sync"))?;
+    kube_proxy_ipvs::cleanup_host(Backend::Legacy).map_err(e("cleanup"))?;
+    if !GenlIpvs::new()
+        .map_err(e("open"))?
+        .services()
+        .map_err(e("list"))?
+        .is_empty()
+    {
+        return Err("virtual servers left".into());
+    }
+    if sh("ip", &["link", "show", "dev", "kube-ipvs0"]).is_ok() {
+        return Err("kube-ipvs0 left".into());
+    }
+    for t in ["nat", "filter"] {
+        let save = sh("iptables-legacy-save", &["-t", t])?;
+        if save.contains("KUBE-") {
+            return Err(format!("{t} still has our rules: {save}"));
+        }
+    }
+    let sets = sh("ipset", &["list", "-n"])?;
+    if !sets.trim().is_empty() {
+        return Err(format!("ipsets left: {sets}"));
+    }
+    kube_proxy_ipvs::cleanup_host(Backend::Legacy).map_err(e("second cleanup"))
 }
