@@ -1,9 +1,22 @@
 //! Scale figures on the real kernel (root, private network namespace): initial sync and single-endpoint
-//! changes at 10,000 Services x 10 endpoints through the netlink applier. Ignored by default (slow in debug
-//! builds); prints figures, asserts only correctness:
-//! `cargo test -p kube-proxy-nftables --release --test scale -- --ignored --nocapture`.
+//! changes at 10,000 Services x 10 endpoints through the netlink applier; prints figures, checks only
+//! correctness. A measurement tool, not a test:
+//! `cargo run -p kube-proxy-nftables --release --example scale -- ten-thousand-services`
+//! `LAYOUT_FILE=layout.nft cargo run -p kube-proxy-nftables --release --example scale -- layout-probe`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("ten-thousand-services") => ten_thousand_services(),
+        Some("layout-probe") => layout_probe(),
+        _ => {
+            eprintln!("usage: scale ten-thousand-services | layout-probe");
+            std::process::exit(2);
+        }
+    }
+}
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +33,6 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-#[ignore]
 fn ten_thousand_services() {
     if !can_run_privileged() {
         return;
@@ -130,8 +141,6 @@ fn ten_thousand_services() {
 
 /// Kernel cost of small batches on a table loaded from `LAYOUT_FILE` (an `nft -f` script with a chain named
 /// `probe`): separates the commit's fixed cost from the table validation that verdict-bearing changes trigger.
-#[test]
-#[ignore]
 fn layout_probe() {
     if !can_run_privileged() {
         return;
