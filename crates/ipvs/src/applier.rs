@@ -52,6 +52,8 @@ pub struct IpvsDataplane {
     ipset: Arc<dyn IpsetExec>,
     iptables: Arc<dyn IptablesExec>,
     graceful: BTreeMap<GracefulKey, Instant>,
+    /// Virtual and real servers of the last applied plan.
+    last_counts: (usize, usize),
 }
 
 /// The sysctls upstream's IPVS mode sets (name, value); the ARP ones only with `--ipvs-strict-arp`.
@@ -93,6 +95,7 @@ impl IpvsDataplane {
             ipset,
             iptables,
             graceful: BTreeMap::new(),
+            last_counts: (0, 0),
         })
     }
 
@@ -110,6 +113,16 @@ impl IpvsDataplane {
 
     pub fn config(&self) -> &IpvsConfig {
         &self.cfg
+    }
+
+    /// Sizes of the last applied plan for metrics and status: `virtual_servers`, `real_servers`, and
+    /// `draining` (real servers at weight 0 waiting for their connections).
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        vec![
+            ("virtual_servers".into(), self.last_counts.0 as u64),
+            ("real_servers".into(), self.last_counts.1 as u64),
+            ("draining".into(), self.graceful.len() as u64),
+        ]
     }
 
     /// Real servers currently draining (weight 0, waiting for their connections to end).
@@ -138,6 +151,10 @@ impl IpvsDataplane {
             .restore(self.cfg.family, &plan.iptables, true)?;
         self.ensure_jumps()?;
         report.pending_graceful = self.graceful.len();
+        self.last_counts = (
+            plan.services.len(),
+            plan.services.values().map(|d| d.reals.len()).sum(),
+        );
         Ok(report)
     }
 

@@ -398,3 +398,13 @@ fn cleanup_removes_everything_and_is_idempotent() {
         "nothing left to remove"
     );
 }
+
+#[test]
+fn counts_describe_the_last_plan() {
+    let mut r = rig();
+    r.apply(&web(&["10.244.1.1", "10.244.1.2"]), Instant::now());
+    let c = r.dp.counts();
+    assert_eq!(c[0], ("virtual_servers".to_string(), 1));
+    assert_eq!(c[1], ("real_servers".to_string(), 2));
+    assert_eq!(c[2], ("draining".to_string(), 0));
+}
