@@ -66,19 +66,30 @@ pub async fn run_api_sources_with(
             this_node,
             ObjectKind::Node,
             tracker,
-            ChangeTracker::apply_node,
+            // A server that ignores the field selector sends every Node: keep only ours.
+            move |t: &ChangeTracker, change: Change<Node>| {
+                let ours = |n: &Node| n.metadata.name.as_deref() == Some(node_name.as_str());
+                match change {
+                    Change::Apply(n) | Change::Delete(n) if !ours(&n) => {}
+                    Change::Replace(list) => {
+                        t.apply_node(Change::Replace(list.into_iter().filter(ours).collect()))
+                    }
+                    other => t.apply_node(other),
+                }
+            },
         ),
     );
 }
 
-async fn watch_kind<K>(
+async fn watch_kind<K, F>(
     api: Api<K>,
     config: watcher::Config,
     kind: ObjectKind,
     tracker: Arc<ChangeTracker>,
-    apply: fn(&ChangeTracker, Change<K>),
+    apply: F,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: Fn(&ChangeTracker, Change<K>),
 {
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut buffer: Vec<K> = Vec::new();
