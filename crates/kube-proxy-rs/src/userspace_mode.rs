@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use kube_proxy_config::ProxyConfig;
+use kube_proxy_conntrack::{ConntrackOps, NetlinkConntrack};
 use kube_proxy_iptables::IptablesExec;
 use kube_proxy_model::{IpFamily, ProxyState};
 use kube_proxy_sync::{Dataplane, DataplaneError, SyncReport};
@@ -18,6 +19,9 @@ use kube_proxy_userspace::redirect::{
 use kube_proxy_userspace::{Addressing, UserspaceConfig, UserspaceProxy};
 
 use crate::node_addresses::{resolve_nodeport_addresses, NodePortSelection};
+
+mod stale_flows;
+use stale_flows::{stale_udp_flows, udp_portals, UdpPortals};
 
 /// Set to `1` or `true` to bind listeners on the service addresses themselves (no NAT rules; local routes deliver
 /// the addresses). Stands in for a `--userspace-bind-vips` flag until the configuration has one.
@@ -57,6 +61,9 @@ pub struct UserspaceMode {
     proxy: Arc<UserspaceProxy>,
     runtime: tokio::runtime::Handle,
     delivery: Delivery,
+    conntrack: Option<Arc<dyn ConntrackOps>>,
+    /// The UDP portals after the last successful stale-flow pass.
+    udp_cleaned: Option<UdpPortals>,
     metrics: Arc<Metrics>,
 }
 
@@ -121,45 +128,46 @@ fn unspecified(family: IpFamily) -> IpAddr {
     }
 }
 
+/// The kernel seams of the userspace mode.
+#[derive(Clone)]
+pub struct Seams {
+    pub iptables: Arc<dyn IptablesExec>,
+    pub routes: Arc<dyn LocalRouteExec>,
+    /// Deletes UDP flows translated to a listener that is gone; `None` leaves them to time out.
+    pub conntrack: Option<Arc<dyn ConntrackOps>>,
+}
+
+impl Seams {
+    /// The real kernel: `exec` for iptables, iproute2 for routes, netlink for conntrack.
+    pub fn host(exec: Arc<dyn IptablesExec>) -> Seams {
+        Seams {
+            iptables: exec,
+            routes: Arc::new(IpRouteExec),
+            conntrack: Some(Arc::new(NetlinkConntrack::new())),
+        }
+    }
+}
+
 impl UserspaceMode {
-    /// A proxy for `family` with `settings`, writing rules through `exec`. Must be called inside the Tokio
-    /// runtime the listeners will run on. Leftovers of the other addressing (rules or routes) are removed.
+    /// A proxy for `family` with `settings`. Must be called inside the Tokio runtime the listeners will run on.
+    /// Leftovers of the other addressing (rules or routes) are removed.
     pub fn new(
         family: IpFamily,
         node_name: &str,
         settings: Settings,
-        exec: Arc<dyn IptablesExec>,
+        seams: &Seams,
         metrics: Arc<Metrics>,
     ) -> UserspaceMode {
-        Self::with_routes(
-            family,
-            node_name,
-            settings,
-            exec,
-            Arc::new(IpRouteExec),
-            metrics,
-        )
-    }
-
-    /// [`new`](Self::new) with another seam for local routes.
-    pub fn with_routes(
-        family: IpFamily,
-        node_name: &str,
-        settings: Settings,
-        exec: Arc<dyn IptablesExec>,
-        routes: Arc<dyn LocalRouteExec>,
-        metrics: Arc<Metrics>,
-    ) -> UserspaceMode {
-        let routes = LocalRoutes::new(routes, family);
+        let routes = LocalRoutes::new(seams.routes.clone(), family);
         let delivery = match settings.redirect {
             Some(rcfg) => {
                 if let Err(e) = routes.cleanup() {
                     tracing::debug!(?family, "removing bind-VIPs local routes: {e}");
                 }
-                Delivery::Rules(RedirectRules::new(exec, rcfg))
+                Delivery::Rules(RedirectRules::new(seams.iptables.clone(), rcfg))
             }
             None => {
-                if let Err(e) = redirect::cleanup(exec.as_ref(), family) {
+                if let Err(e) = redirect::cleanup(seams.iptables.as_ref(), family) {
                     tracing::debug!(?family, "removing redirect rules: {e}");
                 }
                 Delivery::Routes(routes)
@@ -173,7 +181,41 @@ impl UserspaceMode {
             )),
             runtime: tokio::runtime::Handle::current(),
             delivery,
+            conntrack: seams.conntrack.clone(),
+            udp_cleaned: None,
             metrics,
+        }
+    }
+
+    /// Behind NAT rules: deletes UDP flows still translated to listeners that are gone, whenever the UDP
+    /// portals changed since the last successful pass. Failures are logged; the next sync retries.
+    fn clear_stale_udp_flows(&mut self, portals: &[kube_proxy_userspace::Portal]) {
+        let (Some(ops), Delivery::Rules(_)) = (&self.conntrack, &self.delivery) else {
+            return;
+        };
+        let current = udp_portals(portals);
+        if self.udp_cleaned.as_ref() == Some(&current) {
+            return;
+        }
+        let previous = self.udp_cleaned.clone().unwrap_or_default();
+        let result = ops.list_udp(self.family).and_then(|flows| {
+            let stale = stale_udp_flows(&flows, &current, &previous);
+            if stale.is_empty() {
+                Ok(0)
+            } else {
+                ops.delete(&stale)
+            }
+        });
+        match result {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::debug!(family = ?self.family, deleted, "userspace proxy: stale UDP flows deleted");
+                }
+                self.udp_cleaned = Some(current);
+            }
+            Err(e) => {
+                tracing::warn!(family = ?self.family, "userspace proxy: conntrack cleanup failed: {e}")
+            }
         }
     }
 
@@ -201,6 +243,7 @@ impl UserspaceMode {
         };
         let (what, count) =
             delivered.map_err(|source| UserspaceModeError::Delivery { family, source })?;
+        self.clear_stale_udp_flows(&portals);
         if let Some(first) = outcome.errors.first() {
             return Err(UserspaceModeError::Listeners {
                 family,
@@ -250,7 +293,7 @@ pub fn userspace_dataplanes(
     node_name: &str,
     node_ips: &[IpAddr],
     local_addresses: &[IpAddr],
-    exec: Arc<dyn IptablesExec>,
+    seams: &Seams,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Vec<Box<dyn Dataplane>>> {
     let bind_vips = bind_vips_requested();
@@ -276,7 +319,7 @@ pub fn userspace_dataplanes(
             *family,
             node_name,
             s,
-            exec.clone(),
+            seams,
             metrics.clone(),
         )));
     }
@@ -300,184 +343,4 @@ pub fn cleanup(exec: &dyn IptablesExec) -> Result<(), redirect::RedirectError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kube_proxy_iptables::sim::FakeExec;
-    use kube_proxy_iptables::Table;
-    use kube_proxy_model::{Protocol, ServicePortName, ServicePortState};
-    use std::collections::BTreeSet;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn settings_follow_addressing_and_local_node_ips() {
-        let local = [ip("127.0.0.1"), ip("10.100.0.1")];
-        let s = settings(
-            IpFamily::V4,
-            false,
-            &[ip("10.100.0.1"), ip("fd00::1")],
-            &local,
-            &NodePortSelection::All,
-        );
-        assert_eq!(
-            s.proxy.addressing,
-            Addressing::Redirect {
-                listen_ip: Some(ip("10.100.0.1"))
-            }
-        );
-        assert_eq!(s.proxy.node_port_addresses, vec![ip("0.0.0.0")]);
-        assert_eq!(s.redirect.unwrap().host_ip, Some(ip("10.100.0.1")));
-
-        // A node IP that is not on this host is not a listen address.
-        let s = settings(
-            IpFamily::V4,
-            false,
-            &[ip("10.100.0.9")],
-            &local,
-            &NodePortSelection::Ips(vec![ip("10.100.0.1"), ip("fd00::1")]),
-        );
-        assert_eq!(s.proxy.addressing, Addressing::Redirect { listen_ip: None });
-        assert_eq!(s.proxy.node_port_addresses, vec![ip("10.100.0.1")]);
-        assert_eq!(s.redirect.unwrap().host_ip, None);
-
-        let s = settings(IpFamily::V6, true, &[], &local, &NodePortSelection::All);
-        assert_eq!(s.proxy.addressing, Addressing::BindVips);
-        assert_eq!(s.proxy.node_port_addresses, vec![ip("::")]);
-        assert!(s.redirect.is_none());
-    }
-
-    struct NoRoutes;
-    impl LocalRouteExec for NoRoutes {
-        fn list(&self, _: IpFamily) -> Result<BTreeSet<IpAddr>, redirect::RedirectError> {
-            Ok(BTreeSet::new())
-        }
-        fn add(&self, _: IpAddr) -> Result<(), redirect::RedirectError> {
-            panic!("redirect mode adds no routes")
-        }
-        fn delete(&self, _: IpAddr) -> Result<(), redirect::RedirectError> {
-            Ok(())
-        }
-    }
-
-    fn state(services: &[(&str, &str)]) -> Arc<ProxyState> {
-        let mut st = ProxyState::empty(IpFamily::V4, "node1");
-        for (name, vip) in services {
-            let n = ServicePortName {
-                namespace: "ns".into(),
-                name: (*name).into(),
-                port: "p".into(),
-                protocol: Protocol::Tcp,
-            };
-            st.services.insert(
-                n.clone(),
-                Arc::new(ServicePortState {
-                    name: n,
-                    family: IpFamily::V4,
-                    cluster_ip: ip(vip),
-                    port: 80,
-                    protocol: Protocol::Tcp,
-                    node_port: None,
-                    external_ips: vec![],
-                    load_balancer_ips: vec![],
-                    load_balancer_source_ranges: vec![],
-                    external_policy_local: false,
-                    internal_policy_local: false,
-                    health_check_node_port: None,
-                    session_affinity_timeout: None,
-                    endpoints: vec![],
-                    cluster_endpoints: vec![],
-                    local_endpoints: vec![],
-                    all_reachable_endpoints: vec![],
-                    has_any_endpoints: false,
-                }),
-            );
-        }
-        Arc::new(st)
-    }
-
-    #[test]
-    fn sync_serves_portals_and_points_the_rules_at_the_listeners() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let exec = Arc::new(FakeExec::default());
-        let s = settings(
-            IpFamily::V4,
-            false,
-            &[ip("127.0.0.1")],
-            &[ip("127.0.0.1")],
-            &NodePortSelection::Ips(vec![]),
-        );
-        let mut mode = {
-            let _guard = rt.enter();
-            UserspaceMode::with_routes(
-                IpFamily::V4,
-                "node1",
-                s,
-                exec.clone(),
-                Arc::new(NoRoutes),
-                Arc::new(Metrics::new()),
-            )
-        };
-        let report = mode.sync(&state(&[("web", "10.96.0.10")]), true).unwrap();
-        assert_eq!(report.counts[0], ("listeners".to_string(), 1));
-        let portals = mode.proxy().portals();
-        let listen = portals[0].listen;
-        assert_eq!(listen.ip(), ip("127.0.0.1"));
-        let chain = |c: &str| {
-            exec.snapshot(IpFamily::V4)
-                .table(Table::Nat)
-                .chains
-                .get(c)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let container = chain(redirect::KUBE_PORTALS_CONTAINER);
-        assert_eq!(container.len(), 1);
-        assert!(
-            container[0].contains("-d 10.96.0.10/32")
-                && container[0].ends_with(&format!("-j DNAT --to-destination {listen}")),
-            "{container:?}"
-        );
-        // The listener really accepts connections.
-        assert!(std::net::TcpStream::connect(listen).is_ok());
-
-        // The wrong family is refused; removing the service removes listener and rules.
-        let mut v6 = (*state(&[])).clone();
-        v6.family = IpFamily::V6;
-        assert!(mode.sync(&Arc::new(v6), false).is_err());
-        mode.sync(&state(&[]), false).unwrap();
-        assert!(mode.proxy().portals().is_empty());
-        assert!(chain(redirect::KUBE_PORTALS_CONTAINER).is_empty());
-        assert!(std::net::TcpStream::connect(listen).is_err());
-    }
-
-    #[test]
-    fn failed_rule_writes_are_sync_errors() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let exec = Arc::new(FakeExec::default());
-        exec.fail_restores
-            .store(1, std::sync::atomic::Ordering::SeqCst);
-        let s = settings(
-            IpFamily::V4,
-            false,
-            &[],
-            &[],
-            &NodePortSelection::Ips(vec![]),
-        );
-        let mut mode = {
-            let _guard = rt.enter();
-            UserspaceMode::with_routes(
-                IpFamily::V4,
-                "node1",
-                s,
-                exec,
-                Arc::new(NoRoutes),
-                Arc::new(Metrics::new()),
-            )
-        };
-        let err = mode.sync(&state(&[]), true).unwrap_err();
-        assert!(err.to_string().contains("delivering"), "{err}");
-        assert!(mode.sync(&state(&[]), true).is_ok());
-    }
-}
+mod tests;

@@ -239,7 +239,12 @@ fn service_semantics(bind_vips: bool) {
         tcp(pod_a, sa("10.96.0.10", 80)).is_ok()
     });
 
-    // kill -9 and restart: service again, without duplicate jumps or routes.
+    // kill -9 and restart: service again, without duplicate jumps or routes, and a UDP client that keeps its
+    // source port (so its conntrack entry) reaches the new listener.
+    let dns = sa("10.96.0.53", 53);
+    let from = sa(A, 5353);
+    let udp_from = || matches!(kube_proxy_testkit::netns::udp_exchange_from(pod_a, from, dns, common::REQUEST_TIMEOUT), Ok(r) if r.backend == "pod-c");
+    c.check("dns from a fixed source port", udp_from);
     c.kill_proxy();
     start_userspace(&c, bind_vips);
     c.check("web works after a restart", || {
@@ -248,6 +253,7 @@ fn service_semantics(bind_vips: bool) {
     c.check("np works after a restart", || {
         tcp(client, sa(NODE1, 30080)).is_ok()
     });
+    c.check("the same UDP flow works after a restart", udp_from);
     let save = c.save(Family::V4);
     for jump in ["-j KUBE-PORTALS-CONTAINER", "-j KUBE-NODEPORT-HOST"] {
         let n = save.lines().filter(|l| l.ends_with(jump)).count();
