@@ -149,3 +149,67 @@ pub fn ask_from_node(to: SocketAddr) -> Result<String, String> {
     let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     Client { stream, reader }.ask()
 }
+
+/// Adds IPv6 addresses to a namespace made by [`add_namespace`]: `<prefix>::1/64` on the root side,
+/// `<prefix>::2/64` inside, with a default route (no duplicate address detection).
+pub fn add_v6(ns: &str, host_if: &str, prefix: &str) -> Result<(), String> {
+    sh(
+        "ip",
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{prefix}::1/64"),
+            "dev",
+            host_if,
+            "nodad",
+        ],
+    )?;
+    sh(
+        "ip",
+        &[
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{prefix}::2/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    sh(
+        "ip",
+        &[
+            "-n",
+            ns,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("{prefix}::1"),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Starts a TCP server on `[::]:port` in `ns` answering every line with `name`.
+pub fn start_backend_v6(ns: &str, port: u16, name: &'static str) -> Result<(), String> {
+    let listener = in_netns(ns, move || TcpListener::bind(("::", port)))?
+        .map_err(|e| format!("bind v6 in {ns}: {e}"))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut w) = conn.try_clone() else { return };
+                for line in BufReader::new(conn).lines() {
+                    if line.is_err() || writeln!(w, "{name}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}

@@ -15,7 +15,8 @@ use kube_proxy_vmtest::guest::sh;
 
 use crate::fixtures::{endpoint, ip, service, state};
 use crate::net::{
-    add_namespace, ask_from_node, ask_once, start_backend, start_udp_backend, udp_ask, Client,
+    add_namespace, add_v6, ask_from_node, ask_once, start_backend, start_backend_v6,
+    start_udp_backend, udp_ask, Client,
 };
 
 type Scenario = (&'static str, fn() -> Result<(), String>);
@@ -31,6 +32,7 @@ pub const ALL: &[Scenario] = &[
     ("graceful-termination", graceful_termination),
     ("restart-restores-weights", restart_restores_weights),
     ("stale-services-removed", stale_services_removed),
+    ("ipv6-clusterip", ipv6_clusterip),
     ("cleanup", cleanup),
 ];
 
@@ -503,4 +505,58 @@ fn cleanup() -> Result<(), String> {
         return Err(format!("ipsets left: {sets}"));
     }
     kube_proxy_ipvs::cleanup_host(Backend::Legacy).map_err(e("second cleanup"))
+}
+
+/// An IPv6 ClusterIP: v6 virtual server, KUBE-6-* sets, ip6tables chains, and real traffic.
+fn ipv6_clusterip() -> Result<(), String> {
+    topology()?;
+    add_v6("be1", "vbe1", "fd01:1")?;
+    add_v6("be2", "vbe2", "fd01:2")?;
+    add_v6(CLIENT_NS, "vcl", "fd01:9")?;
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").map_err(e("v6 forwarding"))?;
+    start_backend_v6("be1", 8081, "be1")?;
+    start_backend_v6("be2", 8081, "be2")?;
+    let mut cfg = IpvsConfig::new(IpFamily::V6);
+    cfg.node_port_ips = vec![ip("fd01:9::1")];
+    let mut dp =
+        IpvsDataplane::with_real_system(cfg, Backend::Legacy).map_err(e("v6 dataplane"))?;
+    let mut svc = service(
+        "six",
+        "fd00:96::10",
+        80,
+        vec![endpoint("fd01:1::2", 8081), endpoint("fd01:2::2", 8081)],
+    );
+    svc.family = IpFamily::V6;
+    svc.node_port = Some(30086);
+    let mut st = state(vec![svc]);
+    st.family = IpFamily::V6;
+    dp.sync(&st).map_err(e("sync"))?;
+    let vip6 = SocketAddr::new(ip("fd00:96::10"), 80);
+    let mut seen = BTreeSet::new();
+    let mut errs = Vec::new();
+    for _ in 0..4 {
+        match ask_once(CLIENT_NS, vip6) {
+            Ok(n) => {
+                seen.insert(n);
+            }
+            Err(x) => errs.push(x),
+        }
+    }
+    let np = ask_once(CLIENT_NS, SocketAddr::new(ip("fd01:9::1"), 30086));
+    let set = sh("ipset", &["list", "KUBE-6-CLUSTER-IP"]);
+    let save = sh("ip6tables-legacy-save", &["-t", "nat"]);
+    let mut empty = state(vec![]);
+    empty.family = IpFamily::V6;
+    dp.sync(&empty).map_err(e("cleanup sync"))?;
+    if !errs.is_empty() || seen.len() != 2 {
+        return Err(format!("v6 reached {seen:?}, errors {errs:?}"));
+    }
+    np.map_err(|x| format!("v6 NodePort: {x}"))?;
+    if !set?.contains("fd00:96::10,tcp:80") {
+        return Err("KUBE-6-CLUSTER-IP lacks the VIP".into());
+    }
+    if !save?.contains("--match-set KUBE-6-CLUSTER-IP") {
+        return Err("ip6tables lacks the KUBE-6 rules".into());
+    }
+    Ok(())
 }
