@@ -2,6 +2,8 @@
 # Builds a gzip'd cpio initramfs that boots Debian's kernel straight into one test binary.
 #
 # Usage: build-initramfs.sh KERNEL_RELEASE OUT.cpio.gz BINARY [ARGS...]
+# Environment: VMTEST_EXTRA_FILES (space-separated files copied at their host paths, with their libraries),
+# VMTEST_GUEST_ENV (space-separated NAME=VALUE exported before the binary runs).
 #
 # The image holds: busybox (static), the .ko files IPVS tests need with their dependencies (resolved with
 # `modprobe --show-depends` against /lib/modules/KERNEL_RELEASE), `ip`, `ipset`, `iptables`/`ip6tables`
@@ -31,7 +33,12 @@ copy_with_libs() {
 }
 
 copy_with_libs "$bin" /guest/test-binary
-for tool in /usr/bin/ip /usr/sbin/ipset /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi; do
+# Extra executables or files the test needs, at their host paths (e.g. a binary a cargo test runs through
+# CARGO_BIN_EXE_*, whose absolute path is compiled into the test).
+for extra in ${VMTEST_EXTRA_FILES:-}; do
+  copy_with_libs "$(readlink -f "$extra")" "$(readlink -f "$extra")"
+done
+for tool in /usr/bin/ip /usr/sbin/ipset /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/nft /usr/sbin/conntrack /usr/sbin/ipvsadm; do
   if [ -x "$tool" ]; then copy_with_libs "$tool"; fi
 done
 # The host's iptables names (iptables, iptables-legacy-restore, ip6tables-nft-save, ...) as symlinks.
@@ -80,6 +87,7 @@ done
   printf '%s\n' 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns'
   printf '%s\n' 'while read -r ko params; do insmod "$ko" $params || echo "VMTEST-WARN insmod $ko failed"; done < /modules.list'
   printf '%s\n' 'ip link set lo up'
+  for kv in ${VMTEST_GUEST_ENV:-}; do printf 'export %q\n' "$kv"; done
   printf '%s\n' 'echo VMTEST-START'
   printf 'cd /guest && /guest/test-binary'
   for a in "$@"; do printf " '%s'" "${a//\'/\'\\\'\'}"; done

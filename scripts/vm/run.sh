@@ -9,6 +9,8 @@
 #   VMTEST_TIMEOUT  seconds before qemu is killed (default: 240)
 #   VMTEST_ACCEL    qemu accelerator (default: tcg; KVM guests hung on the development machine)
 #   VMTEST_NO_INSTALL=1  never apt-get install missing packages
+#   VMTEST_EXTRA_FILES  space-separated files to copy into the guest at their host paths (with libraries)
+#   VMTEST_GUEST_ENV    space-separated NAME=VALUE pairs exported in the guest before the binary runs
 #
 # Prints the guest console, then a last line `vmtest: pass` or `vmtest: fail (...)`. Exit status: 0 when the
 # guest printed `VMTEST-RESULT rc=0`, 1 when it printed another rc or none (hang, crash, timeout), 2 when the
