@@ -27,6 +27,7 @@ pub const ALL: &[Scenario] = &[
     ("schedulers", schedulers),
     ("clusterip-traffic", clusterip_traffic),
     ("session-affinity", session_affinity),
+    ("ipvsadm-listing", ipvsadm_listing),
     ("nodeport-externalip-udp", nodeport_externalip_udp),
     ("node-client-and-hairpin", node_client_and_hairpin),
     ("graceful-termination", graceful_termination),
@@ -557,6 +558,50 @@ fn ipv6_clusterip() -> Result<(), String> {
     }
     if !save?.contains("--match-set KUBE-6-CLUSTER-IP") {
         return Err("ip6tables lacks the KUBE-6 rules".into());
+    }
+    Ok(())
+}
+
+/// Our `ipvsadm -Ln`-style listing of the kernel's table equals ipvsadm's own (after its version line).
+fn ipvsadm_listing() -> Result<(), String> {
+    topology()?;
+    let mut dp = dataplane()?;
+    let mut a = service(
+        "list-a",
+        VIP,
+        88,
+        vec![endpoint(BE1, 8080), endpoint(BE2, 8080)],
+    );
+    a.session_affinity_timeout = Some(10800);
+    let mut b = service("list-b", "10.96.0.53", 53, vec![endpoint(BE2, 5353)]);
+    b.protocol = Protocol::Udp;
+    b.name.protocol = Protocol::Udp;
+    dp.sync(&state(vec![a, b])).map_err(e("sync"))?;
+    let ipvs = GenlIpvs::new().map_err(e("open"))?;
+    let mut services = ipvs.services().map_err(e("list"))?;
+    services.sort_by_key(|v| (v.key.protocol, v.key.addr, v.key.port));
+    let mut pairs = Vec::new();
+    for vs in &services {
+        pairs.push((vs, ipvs.real_servers(&vs.key).map_err(e("reals"))?));
+    }
+    let ours = kube_proxy_ipvs::ipvsadm_list(pairs);
+    let theirs = sh("ipvsadm", &["-Ln"]);
+    dp.sync(&state(vec![])).map_err(e("cleanup sync"))?;
+    let theirs = theirs?;
+    let theirs: Vec<&str> = theirs.lines().skip(1).map(str::trim_end).collect();
+    let ours: Vec<&str> = ours.lines().map(str::trim_end).collect();
+    // ipvsadm sorts by its own hash order; compare as sets of lines per service block.
+    let norm = |lines: Vec<&str>| {
+        let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        v.sort();
+        v
+    };
+    if norm(ours.clone()) != norm(theirs.clone()) {
+        return Err(format!(
+            "ours:\n{}\nipvsadm:\n{}",
+            ours.join("\n"),
+            theirs.join("\n")
+        ));
     }
     Ok(())
 }
