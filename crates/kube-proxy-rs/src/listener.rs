@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube_proxy_model::IpFamily;
-use kube_proxy_servers::{NamespacedName, ServiceHealthServer};
+use kube_proxy_servers::{NamespacedName, ServersError, ServiceHealthServer};
+use kube_proxy_sources::EventRecorder;
 use kube_proxy_sync::{DataplaneError, Snapshot, SyncListener, SyncOutcome};
-use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth, SyncKind};
+use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth, StatusBoard, SyncKind};
 use tokio::sync::mpsc;
 
 /// Health-check node ports and local endpoint counts, per service (merged over families by the task).
@@ -22,6 +23,7 @@ pub struct Listener {
     pub families: Vec<IpFamily>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<ProxyHealth>,
+    pub status: Arc<StatusBoard>,
     hc_tx: mpsc::UnboundedSender<(IpFamily, HealthCheckView)>,
     last_node: Mutex<Option<NodeInfo>>,
     /// Change totals at the previous snapshot.
@@ -35,13 +37,16 @@ impl Listener {
         metrics: Arc<Metrics>,
         health: Arc<ProxyHealth>,
         hc_server: Arc<ServiceHealthServer>,
+        status: Arc<StatusBoard>,
+        events: Option<EventRecorder>,
     ) -> Listener {
         let (hc_tx, hc_rx) = mpsc::unbounded_channel();
-        tokio::spawn(health_check_task(hc_server, hc_rx));
+        tokio::spawn(health_check_task(hc_server, hc_rx, events));
         Listener {
             families,
             metrics,
             health,
+            status,
             hc_tx,
             last_node: Mutex::new(None),
             changes_seen: Mutex::new((0, 0)),
@@ -82,6 +87,8 @@ impl SyncListener for Listener {
 
     fn synced(&self, o: &SyncOutcome<'_>) {
         self.health.updated(o.family);
+        self.status
+            .record_sync(o.family, o.report.full, &o.report.counts, o.current);
         let kind = if o.report.full {
             SyncKind::Full
         } else {
@@ -113,6 +120,7 @@ impl SyncListener for Listener {
 async fn health_check_task(
     server: Arc<ServiceHealthServer>,
     mut rx: mpsc::UnboundedReceiver<(IpFamily, HealthCheckView)>,
+    events: Option<EventRecorder>,
 ) {
     let mut per_family: BTreeMap<IpFamily, HealthCheckView> = BTreeMap::new();
     while let Some((family, view)) = rx.recv().await {
@@ -129,6 +137,27 @@ async fn health_check_task(
         }
         for err in server.sync_services(&merged.ports).await {
             tracing::error!("health-check node port: {err}");
+            if let (
+                Some(rec),
+                ServersError::BindHealthCheck {
+                    service,
+                    port,
+                    source,
+                    ..
+                },
+            ) = (&events, &err)
+            {
+                let rec = rec.clone();
+                let (service, port, why) = (service.clone(), *port, source.to_string());
+                tokio::spawn(async move {
+                    let posted = rec
+                        .health_check_port_failed(&service.namespace, &service.name, port, &why)
+                        .await;
+                    if let Err(e) = posted {
+                        tracing::warn!("{e}");
+                    }
+                });
+            }
         }
         server.sync_endpoints(&merged.local_endpoints);
     }

@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod dataplanes;
+mod demo;
 mod listener;
 mod node_addresses;
 mod render;
 mod run;
 mod setup;
 mod trace;
+mod userspace_mode;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ enum Command {
     Render(render::RenderArgs),
     /// Follow one packet through the rules (rendered from --manifests, or live) and print where it goes.
     Trace(trace::TraceArgs),
+    /// Run the proxy on the bundled examples in throwaway network namespaces, send traffic, show the results.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Render(args)) => render::main(args),
         Some(Command::Trace(args)) => trace::main(args),
+        Some(Command::Demo(args)) => demo::main(args),
         None => run::main(cli.flags, cli.sync_once),
     }
 }

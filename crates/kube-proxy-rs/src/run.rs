@@ -12,7 +12,7 @@ use kube_proxy_nftables::NftablesDataplane;
 use kube_proxy_servers::{ListenAddresses, ServiceHealthServer};
 use kube_proxy_sources::{ChangeTracker, ObjectKind};
 use kube_proxy_sync::{Dataplane, Runner, RunnerConfig, ScheduleConfig};
-use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth};
+use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth, StatusBoard};
 
 use crate::dataplanes::{ConntrackReconciler, IptablesMode, NftablesMode};
 use crate::listener::Listener;
@@ -76,6 +76,10 @@ fn cleanup(cfg: &ProxyConfig) -> ExitCode {
         kube_proxy_iptables::Backend::Legacy,
     ] {
         let exec = kube_proxy_iptables::RealExec::new(backend);
+        if let Err(e) = crate::userspace_mode::cleanup(&exec) {
+            tracing::warn!(?backend, "cleanup of userspace redirect rules: {e}");
+            ok = false;
+        }
         for family in [IpFamily::V4, IpFamily::V6] {
             if let Err(e) = kube_proxy_iptables::cleanup(&exec, family) {
                 tracing::warn!(?backend, ?family, "cleanup: {e}");
@@ -92,11 +96,8 @@ fn cleanup(cfg: &ProxyConfig) -> ExitCode {
 
 async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     let cfg = loaded.config.clone();
-    if !matches!(cfg.mode, ProxyMode::Iptables | ProxyMode::Nftables) {
-        anyhow::bail!(
-            "--proxy-mode {} is not available in this version; use iptables or nftables",
-            cfg.mode.as_str()
-        );
+    if cfg.mode == ProxyMode::Ipvs {
+        anyhow::bail!("--proxy-mode ipvs is not available in this version; use iptables, nftables or userspace");
     }
     let node_name = setup::node_name(&cfg)?;
     tracing::info!(node = %node_name, mode = cfg.mode.as_str(), "starting kube-proxy-rs");
@@ -108,6 +109,7 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(ProxyHealth::new(cfg.sync_period));
+    let status = Arc::new(StatusBoard::new(cfg.mode.as_str()));
     let mut servers = Vec::new();
     if let Some(addr) = cfg.healthz_bind_address {
         match kube_proxy_servers::serve_healthz(addr, health.clone(), metrics.clone()).await {
@@ -117,11 +119,12 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     }
     if let Some(addr) = cfg.metrics_bind_address {
         let configz = serde_json::to_value(&loaded.raw).unwrap_or_default();
-        match kube_proxy_servers::serve_metrics(
+        match kube_proxy_servers::serve_metrics_with_status(
             addr,
             metrics.clone(),
             cfg.mode.as_str().into(),
             configz,
+            status.clone(),
         )
         .await
         {
@@ -131,6 +134,7 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     }
 
     let tracker = Arc::new(ChangeTracker::new(&ObjectKind::ALL));
+    let mut events = None;
     let source = match &cfg.manifests {
         Some(dir) => {
             tracing::info!(dir = %dir.display(), "serving objects from manifests");
@@ -142,6 +146,15 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
         }
         None => {
             let client = setup::kube_client(&cfg).await?;
+            let recorder =
+                kube_proxy_sources::EventRecorder::new(client.clone(), node_name.clone());
+            let starting = recorder.clone();
+            tokio::spawn(async move {
+                if let Err(e) = starting.node_starting().await {
+                    tracing::warn!("{e}");
+                }
+            });
+            events = Some(recorder);
             tokio::spawn(kube_proxy_sources::run_api_sources(
                 client,
                 node_name.clone(),
@@ -190,6 +203,9 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
             NodePortSelection::Ips(v) => hc_addresses.extend(v.iter().copied()),
         }
         let reconciler = ConntrackReconciler::new(conntrack.clone(), metrics.clone());
+        if cfg.mode == ProxyMode::Userspace {
+            continue;
+        }
         if cfg.mode == ProxyMode::Nftables {
             let ncfg = setup::nftables_config(&rcfg, *family, &cfg.service_cluster_ip_range);
             let nftables = NftablesDataplane::new(*family, ncfg)
@@ -208,6 +224,17 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
             }));
         }
     }
+    if cfg.mode == ProxyMode::Userspace {
+        dataplanes = crate::userspace_mode::userspace_dataplanes(
+            &families,
+            &cfg,
+            &node_name,
+            &ips,
+            &local,
+            &crate::userspace_mode::Seams::host(exec.clone()),
+            metrics.clone(),
+        )?;
+    }
     let hc_server = Arc::new(ServiceHealthServer::new(
         if hc_all {
             ListenAddresses::All
@@ -221,6 +248,8 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
         metrics.clone(),
         health.clone(),
         hc_server.clone(),
+        status.clone(),
+        events,
     ));
     let mut runner = Runner::new(
         tracker.clone(),

@@ -185,9 +185,14 @@ pub fn cleanup_other_modes(mode: kube_proxy_config::ProxyMode) {
             tracing::debug!("removing nftables leftovers: {e}");
         }
     }
-    if mode == ProxyMode::Nftables {
-        for backend in [Backend::Nft, Backend::Legacy] {
-            let exec = RealExec::new(backend);
+    for backend in [Backend::Nft, Backend::Legacy] {
+        let exec = RealExec::new(backend);
+        if mode != ProxyMode::Userspace {
+            if let Err(e) = crate::userspace_mode::cleanup(&exec) {
+                tracing::debug!(?backend, "removing userspace leftovers: {e}");
+            }
+        }
+        if mode != ProxyMode::Iptables {
             for family in [IpFamily::V4, IpFamily::V6] {
                 if let Err(e) = kube_proxy_iptables::cleanup(&exec, family) {
                     tracing::debug!(?backend, ?family, "removing iptables leftovers: {e}");

@@ -328,7 +328,6 @@ pub fn userspace_dataplanes(
 
 /// Removes the userspace mode's redirect rules and local routes in both families (for `--cleanup` and when
 /// another mode starts). Every part is attempted; the first error is returned.
-#[allow(dead_code)] // until `--cleanup` and `setup::cleanup_other_modes` call it
 pub fn cleanup(exec: &dyn IptablesExec) -> Result<(), redirect::RedirectError> {
     let mut first = None;
     for family in [IpFamily::V4, IpFamily::V6] {
