@@ -2,6 +2,8 @@
 //!
 //! Prints one `VMTEST-CASE` line per scenario and exits non-zero when any failed.
 
+#![forbid(unsafe_code)]
+
 mod fixtures;
 mod net;
 mod scenarios;
