@@ -271,7 +271,8 @@ fn reload(dir: &Path, node_name: &str, tracker: &ChangeTracker) {
 pub async fn run_manifest_source(dir: PathBuf, node_name: String, tracker: Arc<ChangeTracker>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Our own reads show up as access events: only changes count, or every reload would trigger another.
+        if res.is_ok_and(|event| is_change(&event.kind)) {
             // A full channel already holds a pending wake-up.
             let _ = tx.try_send(());
         }
@@ -309,6 +310,17 @@ pub async fn run_manifest_source(dir: PathBuf, node_name: String, tracker: Arc<C
             }
             _ = tokio::time::sleep(POLL_INTERVAL) => false,
         };
+    }
+}
+
+/// Whether a file-system event may have changed what the directory holds.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{MetadataKind, ModifyKind};
+    use notify::EventKind;
+    match kind {
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        _ => true,
     }
 }
 
