@@ -151,3 +151,33 @@ impl Dataplane for NftablesMode {
         })
     }
 }
+
+/// One family's IPVS proxier.
+pub struct IpvsMode {
+    pub family: IpFamily,
+    pub ipvs: kube_proxy_ipvs::IpvsDataplane,
+    pub conntrack: ConntrackReconciler,
+}
+
+impl Dataplane for IpvsMode {
+    fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    fn sync(
+        &mut self,
+        state: &Arc<ProxyState>,
+        _force_full: bool,
+    ) -> Result<SyncReport, DataplaneError> {
+        // Every IPVS sync diffs the kernel's table against the desired state, so it is always "full".
+        if let Err(e) = self.ipvs.sync(state) {
+            self.conntrack.metrics.inc_sync_failure(self.family, "ipvs");
+            return Err(Box::new(e));
+        }
+        self.conntrack.after_sync(state);
+        Ok(SyncReport {
+            full: true,
+            counts: self.ipvs.counts(),
+        })
+    }
+}

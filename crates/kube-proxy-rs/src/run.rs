@@ -14,7 +14,7 @@ use kube_proxy_sources::{ChangeTracker, ObjectKind};
 use kube_proxy_sync::{Dataplane, Runner, RunnerConfig, ScheduleConfig};
 use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth, StatusBoard};
 
-use crate::dataplanes::{ConntrackReconciler, IptablesMode, NftablesMode};
+use crate::dataplanes::{ConntrackReconciler, IptablesMode, IpvsMode, NftablesMode};
 use crate::listener::Listener;
 use crate::node_addresses::{local_addresses, node_ips, NodePortSelection};
 use crate::setup;
@@ -71,6 +71,17 @@ fn cleanup(cfg: &ProxyConfig) -> ExitCode {
         tracing::warn!("cleanup of the nftables tables: {e}");
         ok = false;
     }
+    if kube_proxy_ipvs::ipvs_available() {
+        for backend in [
+            kube_proxy_iptables::Backend::Nft,
+            kube_proxy_iptables::Backend::Legacy,
+        ] {
+            if let Err(e) = kube_proxy_ipvs::cleanup_host(backend) {
+                tracing::warn!(?backend, "cleanup of IPVS mode: {e}");
+                ok = false;
+            }
+        }
+    }
     for backend in [
         kube_proxy_iptables::Backend::Nft,
         kube_proxy_iptables::Backend::Legacy,
@@ -95,10 +106,14 @@ fn cleanup(cfg: &ProxyConfig) -> ExitCode {
 }
 
 async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
-    let cfg = loaded.config.clone();
+    let mut cfg = loaded.config.clone();
     if cfg.mode == ProxyMode::Ipvs {
-        anyhow::bail!("--proxy-mode ipvs is not available in this version; use iptables, nftables or userspace");
+        // A bad scheduler is a configuration error: report it before touching anything.
+        if let Err(e) = cfg.ipvs.scheduler.parse::<kube_proxy_ipvs::Scheduler>() {
+            anyhow::bail!("ipvs.scheduler: {e}");
+        }
     }
+    cfg.mode = setup::effective_mode(cfg.mode);
     let node_name = setup::node_name(&cfg)?;
     tracing::info!(node = %node_name, mode = cfg.mode.as_str(), "starting kube-proxy-rs");
     apply_host_settings(&cfg);
@@ -190,7 +205,8 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     });
 
     setup::cleanup_other_modes(cfg.mode);
-    let exec: Arc<dyn IptablesExec> = setup::iptables_exec(&cfg);
+    let exec_backend = setup::iptables_backend(&cfg);
+    let exec: Arc<dyn IptablesExec> = Arc::new(kube_proxy_iptables::RealExec::new(exec_backend));
     let families = setup::usable_families(exec.as_ref());
     let conntrack: Option<Arc<dyn ConntrackOps>> = Some(Arc::new(NetlinkConntrack::new()));
     let mut dataplanes: Vec<Box<dyn Dataplane>> = Vec::new();
@@ -206,7 +222,16 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
         if cfg.mode == ProxyMode::Userspace {
             continue;
         }
-        if cfg.mode == ProxyMode::Nftables {
+        if cfg.mode == ProxyMode::Ipvs {
+            let icfg = setup::ipvs_config(&cfg, &rcfg, *family, &local)?;
+            let ipvs = kube_proxy_ipvs::IpvsDataplane::with_real_system(icfg, exec_backend)
+                .with_context(|| format!("preparing the {family:?} IPVS proxier"))?;
+            dataplanes.push(Box::new(IpvsMode {
+                family: *family,
+                ipvs,
+                conntrack: reconciler,
+            }));
+        } else if cfg.mode == ProxyMode::Nftables {
             let ncfg = setup::nftables_config(&rcfg, *family, &cfg.service_cluster_ip_range);
             let nftables = NftablesDataplane::new(*family, ncfg)
                 .with_context(|| format!("preparing the {family:?} nftables proxier"))?;

@@ -67,6 +67,11 @@ pub async fn kube_client(cfg: &ProxyConfig) -> anyhow::Result<kube::Client> {
 
 /// The iptables backend to drive.
 pub fn iptables_exec(cfg: &ProxyConfig) -> Arc<dyn IptablesExec> {
+    Arc::new(RealExec::new(iptables_backend(cfg)))
+}
+
+/// `--iptables-backend`, or the backend kubelet uses (auto).
+pub fn iptables_backend(cfg: &ProxyConfig) -> Backend {
     let explicit = match cfg.iptables_backend {
         IptablesBackend::Auto => None,
         IptablesBackend::Nft => Some(Backend::Nft),
@@ -74,7 +79,7 @@ pub fn iptables_exec(cfg: &ProxyConfig) -> Arc<dyn IptablesExec> {
     };
     let backend = choose_backend(explicit);
     tracing::info!(?backend, "using iptables backend");
-    Arc::new(RealExec::new(backend))
+    backend
 }
 
 /// The families this host can program: IPv4 always; IPv6 when the kernel has it and ip6tables works.
@@ -187,17 +192,82 @@ pub fn cleanup_other_modes(mode: kube_proxy_config::ProxyMode) {
     }
     for backend in [Backend::Nft, Backend::Legacy] {
         let exec = RealExec::new(backend);
+        if mode != ProxyMode::Ipvs && kube_proxy_ipvs::ipvs_available() {
+            if let Err(e) = kube_proxy_ipvs::cleanup_host(backend) {
+                tracing::debug!(?backend, "removing IPVS leftovers: {e}");
+            }
+        }
         if mode != ProxyMode::Userspace {
             if let Err(e) = crate::userspace_mode::cleanup(&exec) {
                 tracing::debug!(?backend, "removing userspace leftovers: {e}");
             }
         }
-        if mode != ProxyMode::Iptables {
+        if !matches!(mode, ProxyMode::Iptables | ProxyMode::Ipvs) {
             for family in [IpFamily::V4, IpFamily::V6] {
                 if let Err(e) = kube_proxy_iptables::cleanup(&exec, family) {
                     tracing::debug!(?backend, ?family, "removing iptables leftovers: {e}");
                 }
             }
+        }
+    }
+}
+
+/// The IPVS proxier's settings for one family.
+pub fn ipvs_config(
+    cfg: &ProxyConfig,
+    ipt: &RenderConfig,
+    family: IpFamily,
+    local_addresses: &[IpAddr],
+) -> anyhow::Result<kube_proxy_ipvs::IpvsConfig> {
+    let mut out = kube_proxy_ipvs::IpvsConfig::new(family);
+    out.scheduler = cfg
+        .ipvs
+        .scheduler
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--ipvs-scheduler: {e}"))?;
+    out.node_port_ips = match &ipt.node_port_addresses {
+        kube_proxy_iptables::NodePortAddresses::Ips(ips) => ips.clone(),
+        // Every address of the node except loopback (and link-local), as upstream binds NodePorts.
+        kube_proxy_iptables::NodePortAddresses::All => local_addresses
+            .iter()
+            .filter(|ip| family.contains(ip) && !ip.is_loopback() && !is_link_local(ip))
+            .copied()
+            .collect(),
+    };
+    out.exclude_cidrs = cfg.ipvs.exclude_cidrs.clone();
+    out.masquerade_all = cfg.masquerade_all;
+    out.masquerade_bit = cfg.masquerade_bit;
+    out.local_detector = ipt.local_detector.clone();
+    out.strict_arp = cfg.ipvs.strict_arp;
+    out.timeouts = kube_proxy_ipvs::Timeouts {
+        tcp: cfg.ipvs.tcp_timeout.as_secs() as u32,
+        tcp_fin: cfg.ipvs.tcp_fin_timeout.as_secs() as u32,
+        udp: cfg.ipvs.udp_timeout.as_secs() as u32,
+    };
+    Ok(out)
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// `--proxy-mode ipvs` on a kernel without IPVS runs iptables mode instead, as upstream's documents describe.
+pub fn effective_mode(mode: kube_proxy_config::ProxyMode) -> kube_proxy_config::ProxyMode {
+    use kube_proxy_config::ProxyMode;
+    if mode != ProxyMode::Ipvs {
+        return mode;
+    }
+    match kube_proxy_ipvs::ipvs_support(std::path::Path::new("/proc")) {
+        Ok(()) => ProxyMode::Ipvs,
+        Err(why) => {
+            tracing::warn!(
+                "IPVS is not available on this node ({}); falling back to iptables mode",
+                why.0
+            );
+            ProxyMode::Iptables
         }
     }
 }

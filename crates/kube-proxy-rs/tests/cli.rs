@@ -198,3 +198,52 @@ fn manifests_source_programs_and_follows_changes_then_cleanup_removes_it() {
         );
     }
 }
+
+#[test]
+fn ipvs_mode_falls_back_to_iptables_without_ipvs() {
+    if !common::privileged("ipvs_mode_falls_back_to_iptables_without_ipvs") {
+        return;
+    }
+    // This host's kernel has no IPVS (the VM tests cover IPVS itself).
+    assert!(
+        !kube_proxy_ipvs::ipvs_available(),
+        "this test expects a kernel without IPVS"
+    );
+    let ns = Netns::new("ipvs-fallback").unwrap();
+    ns.ip(&["link", "set", "lo", "up"]).unwrap();
+    let out = ns
+        .exec(&[
+            env!("CARGO_BIN_EXE_kube-proxy-rs"),
+            "--proxy-mode=ipvs",
+            "--sync-once",
+            "--hostname-override=node-1",
+            "--conntrack-max-per-core=0",
+            "--manifests",
+            examples().to_str().unwrap(),
+        ])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("falling back to iptables mode"), "{err}");
+    let save = ns.exec_ok(&["iptables-nft-save", "-t", "nat"]).unwrap();
+    assert!(
+        save.contains("KUBE-SVC-"),
+        "iptables rules programmed:\n{save}"
+    );
+}
+
+#[test]
+fn unknown_ipvs_scheduler_is_a_configuration_error() {
+    let out = bin()
+        .args([
+            "--proxy-mode=ipvs",
+            "--ipvs-scheduler=bogus",
+            "--manifests",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scheduler"), "{err}");
+}

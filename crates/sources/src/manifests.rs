@@ -317,11 +317,10 @@ pub async fn run_manifest_source(dir: PathBuf, node_name: String, tracker: Arc<C
 fn is_change(kind: &notify::EventKind) -> bool {
     use notify::event::{MetadataKind, ModifyKind};
     use notify::EventKind;
-    match kind {
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        _ => true,
-    }
+    !matches!(
+        kind,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
+    )
 }
 
 #[cfg(test)]

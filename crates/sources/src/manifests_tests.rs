@@ -175,10 +175,18 @@ async fn source_rereads_changed_files() {
 fn reads_do_not_count_as_changes() {
     use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind};
     use notify::EventKind;
-    assert!(!is_change(&EventKind::Access(AccessKind::Open(AccessMode::Read))));
-    assert!(!is_change(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
-    assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))));
+    assert!(!is_change(&EventKind::Access(AccessKind::Open(
+        AccessMode::Read
+    ))));
+    assert!(!is_change(&EventKind::Access(AccessKind::Close(
+        AccessMode::Read
+    ))));
+    assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(
+        MetadataKind::AccessTime
+    ))));
     assert!(is_change(&EventKind::Create(CreateKind::File)));
     assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
-    assert!(is_change(&EventKind::Remove(notify::event::RemoveKind::File)));
+    assert!(is_change(&EventKind::Remove(
+        notify::event::RemoveKind::File
+    )));
 }
