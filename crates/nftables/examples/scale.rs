@@ -60,11 +60,13 @@ fn ten_thousand_services() {
             batch.messages()
         );
         drop((tx, batch));
+        let cpu0 = thread_cpu_ns();
         let t = Instant::now();
         let r = dp.sync(&state, false).unwrap();
         println!(
-            "initial sync of {n} services: {:?}, {} messages, {} bytes",
+            "initial sync of {n} services: {:?} ({:.2} s on-cpu), {} messages, {} bytes",
             t.elapsed(),
+            (thread_cpu_ns() - cpu0) as f64 / 1e9,
             r.messages,
             r.bytes
         );
@@ -93,11 +95,13 @@ fn ten_thousand_services() {
             next.services.insert(name, Arc::new(s));
             let next = Arc::new(next);
             if i == 0 {
+                let mut slots = kube_proxy_nftables::slots::Slots::fresh(&current);
                 let t = Instant::now();
-                let tx = kube_proxy_nftables::render_incremental(
+                let tx = kube_proxy_nftables::render_incremental_with(
                     &current,
                     &next,
                     &RenderConfig::default(),
+                    &mut slots,
                 );
                 let render = t.elapsed();
                 let t = Instant::now();
@@ -127,6 +131,48 @@ fn ten_thousand_services() {
             "single-endpoint change: p50 {:?}, p99 {:?}, max {:?}",
             lat[lat.len() / 2],
             lat[lat.len() * 99 / 100],
+            lat[lat.len() - 1]
+        );
+        // Endpoint count changes (one endpoint added): the service's dnat rule changes (`mod N`).
+        let mut lat = Vec::new();
+        let mut cpu = Vec::new();
+        for i in 0..20 {
+            let mut next = (*current).clone();
+            let (name, svc) = next
+                .services
+                .iter()
+                .nth((i * 389 + 11) % n)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .unwrap();
+            let mut s = (*svc).clone();
+            for list in [
+                &mut s.endpoints,
+                &mut s.cluster_endpoints,
+                &mut s.all_reachable_endpoints,
+            ] {
+                if let Some(mut e) = list.first().cloned() {
+                    e.ip = ip(&format!("10.252.{}.{}", i / 250, i % 250 + 1));
+                    list.push(e);
+                }
+                list.sort();
+            }
+            next.services.insert(name, Arc::new(s));
+            let next = Arc::new(next);
+            let cpu0 = thread_cpu_ns();
+            let t = Instant::now();
+            let r = dp.sync(&next, false).unwrap();
+            lat.push(t.elapsed());
+            cpu.push(thread_cpu_ns() - cpu0);
+            assert_eq!(r.kind, SyncKind::Partial);
+            current = next;
+        }
+        lat.sort();
+        cpu.sort();
+        println!(
+            "endpoint added (count change) on-cpu: p50 {:.2} ms, max {:.2} ms; wall p50 {:?}, max {:?}",
+            cpu[cpu.len() / 2] as f64 / 1e6,
+            cpu[cpu.len() - 1] as f64 / 1e6,
+            lat[lat.len() / 2],
             lat[lat.len() - 1]
         );
         let t = Instant::now();
@@ -166,6 +212,7 @@ fn layout_probe() {
                     Value::Port(1),
                 ],
                 verdict: Some(Verdict::Drop),
+                data: None,
                 comment: None,
             })
         };
@@ -197,6 +244,7 @@ fn layout_probe() {
                         Value::Port(1),
                     ],
                     verdict: Some(Verdict::Goto("probe".into())),
+                    data: None,
                     comment: None,
                 })],
             ),

@@ -10,7 +10,8 @@ use crate::config::RenderConfig;
 use crate::error::NftError;
 use crate::netlink::{encode, NetlinkTransport, NfTransport, SendFailure, TableInfo};
 use crate::plan::{Family, Op, OpCounts, Transaction};
-use crate::render::{no_local_endpoints, render_full, render_incremental};
+use crate::render::{no_local_endpoints, render_full_with, render_incremental_with};
+use crate::slots::Slots;
 use crate::text::op_line;
 
 /// Full or incremental.
@@ -57,6 +58,8 @@ pub struct NftablesDataplane<T: NfTransport = NetlinkTransport> {
     cfg: RenderConfig,
     transport: T,
     applied: Option<Arc<ProxyState>>,
+    /// The `@backends` slot ranges `applied` was programmed with.
+    slots: Slots,
     expected: Option<TableInfo>,
     seq: u32,
     last_full: Option<Instant>,
@@ -98,6 +101,7 @@ impl<T: NfTransport> NftablesDataplane<T> {
             cfg,
             transport,
             applied: None,
+            slots: Slots::default(),
             expected: None,
             seq: 1,
             last_full: None,
@@ -158,9 +162,13 @@ impl<T: NfTransport> NftablesDataplane<T> {
         } else {
             None
         };
+        // The slot ranges are updated in place: if this sync fails, the next one is full and starts afresh.
         let tx = match (&full_reason, &self.applied) {
-            (None, Some(prev)) => render_incremental(prev, state, &self.cfg),
-            _ => render_full(state, &self.cfg),
+            (None, Some(prev)) => render_incremental_with(prev, state, &self.cfg, &mut self.slots),
+            _ => {
+                self.slots = Slots::fresh(state);
+                render_full_with(state, &self.cfg, &self.slots)
+            }
         };
         let kind = if full_reason.is_some() {
             SyncKind::Full

@@ -13,6 +13,7 @@ pub mod plan;
 mod render;
 mod service;
 mod setup;
+pub mod slots;
 pub mod text;
 
 pub use config::{LocalDetector, NodePortAddresses, RenderConfig};
@@ -21,7 +22,10 @@ pub use dataplane::{
 };
 pub use error::NftError;
 pub use plan::{Family, Transaction};
-pub use render::{no_local_endpoints, render_full, render_incremental, TABLE_COMMENT};
+pub use render::{
+    no_local_endpoints, render_full, render_full_with, render_incremental, render_incremental_with,
+    TABLE_COMMENT,
+};
 pub use service::{render_service, ServiceRender};
 
 /// The `nft -f` script equivalent to a full sync of `state` (for `render --proxy-mode nftables`).

@@ -19,6 +19,8 @@ pub const FIREWALL_IPS_MAP: &str = "firewall-ips";
 pub const FIREWALL_CHECK_CHAIN: &str = "firewall-check";
 pub const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
 pub const MASQUERADING_CHAIN: &str = "masquerading";
+/// `saddr . daddr` pairs `P . P` of endpoints chosen through `@backends` (hairpin masquerade).
+pub const HAIRPIN_SET: &str = "hairpin";
 
 /// nf_tables' name length limit (NFT_NAME_MAXLEN is 256 including the NUL).
 const NAME_LENGTH_MAX: usize = 255;

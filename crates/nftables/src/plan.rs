@@ -119,6 +119,8 @@ pub enum DataType {
     Ipv6Addr,
     InetProto,
     InetService,
+    /// The key of `@backends`: a slot number, as `numgen random mod N offset BASE` produces it (host order).
+    Slot,
 }
 
 impl DataType {
@@ -128,6 +130,7 @@ impl DataType {
             DataType::Ipv6Addr => "ipv6_addr",
             DataType::InetProto => "inet_proto",
             DataType::InetService => "inet_service",
+            DataType::Slot => "integer",
         }
     }
 }
@@ -139,6 +142,8 @@ pub struct Set {
     /// Key fields; more than one is a concatenation.
     pub key: Vec<DataType>,
     pub verdict_map: bool,
+    /// Data fields of a data map (empty for sets and verdict maps).
+    pub data: Vec<DataType>,
     /// `flags dynamic,timeout` with this default timeout (seconds): affinity sets.
     pub timeout_secs: Option<u32>,
     pub comment: Option<String>,
@@ -150,6 +155,8 @@ pub enum Value {
     Addr(IpAddr),
     Proto(Protocol),
     Port(u16),
+    /// A slot of `@backends`.
+    Slot(u32),
 }
 
 /// A verdict, in a rule or as the data of a verdict-map element.
@@ -169,6 +176,8 @@ pub struct Element {
     pub key: Vec<Value>,
     /// The verdict of a verdict-map element (None for plain sets).
     pub verdict: Option<Verdict>,
+    /// The data of a data-map element (`@backends`: address . port).
+    pub data: Option<Vec<Value>>,
     pub comment: Option<String>,
 }
 
@@ -230,6 +239,10 @@ pub enum Match {
     CtStateNew,
     /// `numgen random mod N == 0`: true with probability 1/N.
     NumgenModZero(u32),
+    /// `ip saddr . ip daddr @set`.
+    SaddrDaddrInSet(String),
+    /// `ct status dnat`.
+    CtStatusDnat,
 }
 
 /// A statement of a rule.
@@ -249,6 +262,13 @@ pub enum Stmt {
     Dnat {
         addr: IpAddr,
         port: u16,
+    },
+    /// `dnat ip to numgen random mod MODULUS offset OFFSET map @MAP` (write after a `Match::L4Proto`): the
+    /// destination is the address . port stored in slot `OFFSET + random % MODULUS` of a data map.
+    DnatNumgenMap {
+        modulus: u32,
+        offset: u32,
+        map: String,
     },
     /// `masquerade [fully-random]`.
     Masquerade {

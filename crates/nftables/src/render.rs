@@ -5,21 +5,23 @@
 //! changed elements, the chains of changed service ports (flushed and refilled), new chains and sets, and the
 //! removal of stale ones. Its size depends on what changed, never on the number of unchanged services.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kube_proxy_model::{Protocol, ProxyState, ServicePortName, ServicePortState, StateDiff};
 
 use crate::config::RenderConfig;
+use crate::names::HAIRPIN_SET;
 use crate::plan::*;
-use crate::service::{render_service, ServiceRender};
+use crate::service::{hairpin_ips, render_service, ServiceRender};
 use crate::setup::render_setup;
+use crate::slots::Slots;
 
 /// The table's comment, as upstream writes it.
 pub const TABLE_COMMENT: &str = "rules for kube-proxy";
 
 type ElemKey = (String, Vec<Value>);
-type ElemVal = (Option<Verdict>, Option<String>);
+type ElemVal = (Option<Verdict>, Option<Vec<Value>>, Option<String>);
 
 fn table_op() -> Op {
     Op::AddTable {
@@ -27,8 +29,13 @@ fn table_op() -> Op {
     }
 }
 
-/// Every object for `state`: recreates the table from scratch in one transaction.
+/// Every object for `state`: recreates the table from scratch in one transaction (slots allocated afresh).
 pub fn render_full(state: &ProxyState, cfg: &RenderConfig) -> Transaction {
+    render_full_with(state, cfg, &Slots::fresh(state))
+}
+
+/// [`render_full`] with given slot ranges (they must cover `state`, e.g. `Slots::fresh(state)`).
+pub fn render_full_with(state: &ProxyState, cfg: &RenderConfig, slots: &Slots) -> Transaction {
     let family = Family::of(state.family);
     let mut tx = Transaction::new(family);
     tx.ops.push(table_op());
@@ -38,7 +45,7 @@ pub fn render_full(state: &ProxyState, cfg: &RenderConfig) -> Transaction {
     let renders: Vec<ServiceRender> = state
         .services
         .values()
-        .map(|s| render_service(s, cfg))
+        .map(|s| render_service(s, cfg, slots))
         .collect();
 
     tx.ops.extend(setup.chains.into_iter().map(Op::AddChain));
@@ -65,17 +72,23 @@ pub fn render_full(state: &ProxyState, cfg: &RenderConfig) -> Transaction {
     for r in renders {
         for e in r.elements {
             let k = (e.set, e.key);
-            if values.insert(k.clone(), (e.verdict, e.comment)).is_none() {
+            if values
+                .insert(k.clone(), (e.verdict, e.data, e.comment))
+                .is_none()
+            {
                 order.push(k);
             }
         }
     }
+    // Elements of one set together, so the encoder packs them into few messages.
+    order.sort_by(|a, b| a.0.cmp(&b.0));
     for k in order {
-        let (verdict, comment) = values.remove(&k).unwrap_or((None, None));
+        let (verdict, data, comment) = values.remove(&k).unwrap_or((None, None, None));
         tx.ops.push(Op::AddElement(Element {
             set: k.0,
             key: k.1,
             verdict,
+            data,
             comment,
         }));
     }
@@ -83,27 +96,25 @@ pub fn render_full(state: &ProxyState, cfg: &RenderConfig) -> Transaction {
 }
 
 /// Could `svc` own an element with one of these addresses or node ports?
-fn may_claim(
-    svc: &ServicePortState,
-    ips: &HashSet<IpAddr>,
-    ports: &HashSet<(Protocol, u16)>,
-) -> bool {
-    ips.contains(&svc.cluster_ip)
-        || svc.external_ips.iter().any(|ip| ips.contains(ip))
-        || svc.load_balancer_ips.iter().any(|ip| ips.contains(ip))
+fn may_claim(svc: &ServicePortState, ips: &[IpAddr], ports: &[(Protocol, u16)]) -> bool {
+    let ip = |a: &IpAddr| ips.binary_search(a).is_ok();
+    ip(&svc.cluster_ip)
+        || svc.external_ips.iter().any(ip)
+        || svc.load_balancer_ips.iter().any(ip)
         || svc
             .node_port
-            .is_some_and(|p| ports.contains(&(svc.protocol, p)))
+            .is_some_and(|p| ports.binary_search(&(svc.protocol, p)).is_ok())
 }
 
 /// Winning value of each key in `keys`, computed over the services of `state` that may claim them.
 fn element_values(
     state: &ProxyState,
     cfg: &RenderConfig,
+    slots: &Slots,
     keys: &BTreeSet<ElemKey>,
     touched_renders: &BTreeMap<ServicePortName, ServiceRender>,
-    ips: &HashSet<IpAddr>,
-    ports: &HashSet<(Protocol, u16)>,
+    ips: &[IpAddr],
+    ports: &[(Protocol, u16)],
 ) -> BTreeMap<ElemKey, ElemVal> {
     let mut out = BTreeMap::new();
     for (name, svc) in &state.services {
@@ -114,22 +125,32 @@ fn element_values(
                 if !may_claim(svc, ips, ports) {
                     continue;
                 }
-                owned = render_service(svc, cfg);
+                owned = render_service(svc, cfg, slots);
                 &owned
             }
         };
         for e in &render.elements {
             let k = (e.set.clone(), e.key.clone());
             if keys.contains(&k) {
-                out.insert(k, (e.verdict.clone(), e.comment.clone()));
+                out.insert(k, (e.verdict.clone(), e.data.clone(), e.comment.clone()));
             }
         }
     }
     out
 }
 
-/// Only what differs between `prev` (the state last applied with `cfg`) and `new`.
+/// Only what differs between `prev` (the state last applied with `cfg`, by [`render_full`]) and `new`.
 pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfig) -> Transaction {
+    render_incremental_with(prev, new, cfg, &mut Slots::fresh(prev))
+}
+
+/// [`render_incremental`] with the slot ranges `prev` was applied with; updates them to `new`.
+pub fn render_incremental_with(
+    prev: &ProxyState,
+    new: &ProxyState,
+    cfg: &RenderConfig,
+    slots: &mut Slots,
+) -> Transaction {
     let family = Family::of(new.family);
     let mut tx = Transaction::new(family);
     let diff = StateDiff::between(prev, new);
@@ -137,26 +158,45 @@ pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfi
         return tx;
     }
     let touched = diff.touched();
-    let render_of = |state: &ProxyState| -> BTreeMap<ServicePortName, ServiceRender> {
-        touched
-            .iter()
-            .filter_map(|n| {
-                state
-                    .services
-                    .get(n)
-                    .map(|s| (n.clone(), render_service(s, cfg)))
-            })
-            .collect()
-    };
-    let old_r = render_of(prev);
-    let new_r = render_of(new);
+    // Only the touched service ports' ranges change; untouched ones read `slots` before and after.
+    let old_slots = slots.subset(&touched);
+    let mut hairpin_before: BTreeMap<IpAddr, bool> = BTreeMap::new();
+    for n in &touched {
+        for (state, delta) in [(prev, -1), (new, 1)] {
+            if let Some(svc) = state.services.get(n) {
+                for ip in hairpin_ips(svc) {
+                    hairpin_before
+                        .entry(ip)
+                        .or_insert_with(|| slots.hairpin_used(&ip));
+                }
+                slots.count_hairpin(svc, delta);
+            }
+        }
+        slots.update(n, new.services.get(n).map(|s| s.as_ref()));
+    }
+    let new_slots: &Slots = slots;
+    let render_of =
+        |state: &ProxyState, slots: &Slots| -> BTreeMap<ServicePortName, ServiceRender> {
+            touched
+                .iter()
+                .filter_map(|n| {
+                    state
+                        .services
+                        .get(n)
+                        .map(|s| (n.clone(), render_service(s, cfg, slots)))
+                })
+                .collect()
+        };
+    let old_r = render_of(prev, &old_slots);
+    let new_r = render_of(new, new_slots);
 
     // Elements.
     let mut keys: BTreeSet<ElemKey> = BTreeSet::new();
-    let mut ips = HashSet::new();
-    let mut ports = HashSet::new();
+    let mut ips = BTreeSet::new();
+    let mut ports = BTreeSet::new();
     for r in old_r.values().chain(new_r.values()) {
-        for e in &r.elements {
+        // `@hairpin` elements are reference-counted in `slots`, handled below.
+        for e in r.elements.iter().filter(|e| e.set != HAIRPIN_SET) {
             keys.insert((e.set.clone(), e.key.clone()));
             match e.key.as_slice() {
                 [Value::Addr(ip), ..] => {
@@ -169,8 +209,10 @@ pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfi
             }
         }
     }
-    let old_vals = element_values(prev, cfg, &keys, &old_r, &ips, &ports);
-    let new_vals = element_values(new, cfg, &keys, &new_r, &ips, &ports);
+    let ips: Vec<IpAddr> = ips.into_iter().collect();
+    let ports: Vec<(Protocol, u16)> = ports.into_iter().collect();
+    let old_vals = element_values(prev, cfg, new_slots, &keys, &old_r, &ips, &ports);
+    let new_vals = element_values(new, cfg, new_slots, &keys, &new_r, &ips, &ports);
     let mut del_elems = Vec::new();
     let mut add_elems = Vec::new();
     for k in &keys {
@@ -178,21 +220,34 @@ pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfi
         if o == n {
             continue;
         }
-        if let Some((verdict, comment)) = o {
-            del_elems.push(Element {
-                set: k.0.clone(),
-                key: k.1.clone(),
-                verdict: verdict.clone(),
-                comment: comment.clone(),
-            });
+        for (v, out) in [(o, &mut del_elems), (n, &mut add_elems)] {
+            if let Some((verdict, data, comment)) = v {
+                out.push(Element {
+                    set: k.0.clone(),
+                    key: k.1.clone(),
+                    verdict: verdict.clone(),
+                    data: data.clone(),
+                    comment: comment.clone(),
+                });
+            }
         }
-        if let Some((verdict, comment)) = n {
-            add_elems.push(Element {
-                set: k.0.clone(),
-                key: k.1.clone(),
-                verdict: verdict.clone(),
-                comment: comment.clone(),
-            });
+    }
+
+    for (ip, before) in hairpin_before {
+        let after = new_slots.hairpin_used(&ip);
+        if before != after {
+            let e = Element {
+                set: HAIRPIN_SET.into(),
+                key: vec![Value::Addr(ip), Value::Addr(ip)],
+                verdict: None,
+                data: None,
+                comment: None,
+            };
+            if before {
+                del_elems.push(e);
+            } else {
+                add_elems.push(e);
+            }
         }
     }
 
@@ -210,10 +265,36 @@ pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfi
         .map(|s| (&s.name, s))
         .collect();
 
+    // Rules by chain: a chain whose rules did not change is left alone (rewriting a rule makes the kernel
+    // re-validate the whole table).
+    let rules_by_chain = |r: &BTreeMap<ServicePortName, ServiceRender>| {
+        let mut m: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+        for rule in r.values().flat_map(|r| &r.rules) {
+            m.entry(rule.chain.clone()).or_default().push(rule.clone());
+        }
+        m
+    };
+    let old_rules = rules_by_chain(&old_r);
+    let new_rules = rules_by_chain(&new_r);
+    // Chains of service ports whose affinity sets change are rewritten (a referenced set cannot be deleted).
+    let mut forced: BTreeSet<&String> = BTreeSet::new();
+    for (name, r) in &old_r {
+        if new_r.get(name).map(|n| &n.sets) != Some(&r.sets) {
+            forced.extend(&r.chains);
+        }
+    }
+    let changed = |c: &String| {
+        !new_chains.contains(c) || forced.contains(c) || old_rules.get(c) != new_rules.get(c)
+    };
+
     tx.ops.extend(del_elems.into_iter().map(Op::DeleteElement));
     for r in old_r.values() {
-        tx.ops
-            .extend(r.chains.iter().map(|c| Op::FlushChain(c.clone())));
+        tx.ops.extend(
+            r.chains
+                .iter()
+                .filter(|c| changed(c))
+                .map(|c| Op::FlushChain(c.clone())),
+        );
     }
     for r in old_r.values() {
         for c in &r.chains {
@@ -243,7 +324,13 @@ pub fn render_incremental(prev: &ProxyState, new: &ProxyState, cfg: &RenderConfi
         }
     }
     for r in new_r.values() {
-        tx.ops.extend(r.rules.iter().cloned().map(Op::AddRule));
+        tx.ops.extend(
+            r.rules
+                .iter()
+                .filter(|rule| !old_chains.contains(&rule.chain) || changed(&rule.chain))
+                .cloned()
+                .map(Op::AddRule),
+        );
     }
     tx.ops.extend(add_elems.into_iter().map(Op::AddElement));
     tx

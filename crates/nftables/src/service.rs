@@ -2,8 +2,12 @@
 //! its affinity sets, their rules, and its elements in the shared maps.
 //!
 //! Inside a service this mode departs from upstream's anonymous `numgen ... vmap { ... }` (one kernel set per
-//! service): endpoints are chosen by a probability cascade, rule i being `numgen random mod (n-i) == 0 goto
-//! endpoint-i`, which is uniform and creates no set (see docs/adr/0001-nftables-layout.md).
+//! service), see docs/adr/0001-nftables-layout.md:
+//! * without ClientIP affinity, the policy chain holds one rule `dnat to numgen random mod N offset BASE map
+//!   @backends`; the service port's endpoints fill slots BASE.. of the shared data map and hairpin traffic is
+//!   marked by the global `@hairpin` set. No endpoint chains: replacing an endpoint only changes elements.
+//! * with ClientIP affinity, upstream's endpoint chains and affinity sets, chosen by a probability cascade
+//!   (rule i of n: `numgen random mod (n-i) == 0 goto endpoint-i`, uniform, no set).
 
 use ipnet::IpNet;
 use kube_proxy_model::{Endpoint, ServicePortState};
@@ -11,6 +15,7 @@ use kube_proxy_model::{Endpoint, ServicePortState};
 use crate::config::RenderConfig;
 use crate::names::*;
 use crate::plan::*;
+use crate::slots::{backends_map, Selector, Slots};
 
 /// Everything one service port contributes to the table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,12 +38,13 @@ fn elem(set: &str, key: Vec<Value>, verdict: Option<Verdict>, comment: Option<&s
         set: set.into(),
         key,
         verdict,
+        data: None,
         comment: comment.map(str::to_string),
     }
 }
 
-/// Renders one service port.
-pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig) -> ServiceRender {
+/// Renders one service port; `slots` gives its ranges in `@backends`.
+pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig, slots: &Slots) -> ServiceRender {
     let mut out = ServiceRender::default();
     let names = ServiceNames::of(&svc.name);
     let proto = svc.protocol;
@@ -83,11 +89,15 @@ pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig) -> ServiceRend
     };
 
     // Chains, in a stable order: endpoints, policy chains, external, firewall.
-    let endpoint_chains: Vec<(&Endpoint, String)> = svc
-        .all_reachable_endpoints
-        .iter()
-        .map(|ep| (ep, endpoint_chain(&svc.name, ep)))
-        .collect();
+    let affinity = svc.session_affinity_timeout;
+    let endpoint_chains: Vec<(&Endpoint, String)> = if affinity.is_some() {
+        svc.all_reachable_endpoints
+            .iter()
+            .map(|ep| (ep, endpoint_chain(&svc.name, ep)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for (_, c) in &endpoint_chains {
         out.chains.push(c.clone());
     }
@@ -289,24 +299,43 @@ pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig) -> ServiceRend
         ));
     }
 
-    let affinity = svc.session_affinity_timeout;
     if let Some(timeout) = affinity {
         for ep in &svc.all_reachable_endpoints {
             out.sets.push(Set {
                 name: affinity_set(&svc.name, ep),
                 key: vec![crate::plan::Family::of(svc.family).addr_type()],
                 verdict_map: false,
+                data: Vec::new(),
                 timeout_secs: Some(timeout),
                 comment: None,
             });
         }
     }
 
-    if uses_cluster_chain {
-        endpoint_selection(&mut out, svc, &names.cluster, &svc.cluster_endpoints);
-    }
-    if uses_local_chain {
-        endpoint_selection(&mut out, svc, &names.local, &svc.local_endpoints);
+    if affinity.is_none() {
+        for (sel, chain, eps) in [
+            (Selector::Cluster, &names.cluster, &svc.cluster_endpoints),
+            (Selector::Local, &names.local, &svc.local_endpoints),
+        ] {
+            if let Some((map, base)) = slots.base(&svc.name, sel) {
+                backend_selection(&mut out, svc, chain, eps, &backends_map(map), base);
+            }
+        }
+        for ip in hairpin_ips(svc) {
+            out.elements.push(elem(
+                HAIRPIN_SET,
+                vec![Value::Addr(ip), Value::Addr(ip)],
+                None,
+                None,
+            ));
+        }
+    } else {
+        if uses_cluster_chain {
+            endpoint_selection(&mut out, svc, &names.cluster, &svc.cluster_endpoints);
+        }
+        if uses_local_chain {
+            endpoint_selection(&mut out, svc, &names.local, &svc.local_endpoints);
+        }
     }
 
     for (ep, chain) in &endpoint_chains {
@@ -341,6 +370,51 @@ pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig) -> ServiceRend
         ));
     }
     out
+}
+
+/// Endpoint addresses `svc` puts in `@hairpin` (sorted, unique; none with ClientIP affinity, whose
+/// endpoint chains mark hairpin traffic themselves).
+pub fn hairpin_ips(svc: &ServicePortState) -> Vec<std::net::IpAddr> {
+    if svc.session_affinity_timeout.is_some() {
+        return Vec::new();
+    }
+    let mut ips: Vec<std::net::IpAddr> = svc.all_reachable_endpoints.iter().map(|e| e.ip).collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// One rule choosing uniformly among `endpoints` stored in slots `base..` of `@map`, and those elements.
+fn backend_selection(
+    out: &mut ServiceRender,
+    svc: &ServicePortState,
+    chain: &str,
+    endpoints: &[Endpoint],
+    map: &str,
+    base: u32,
+) {
+    let n = u32::try_from(endpoints.len()).unwrap_or(u32::MAX);
+    out.rules.push(Rule::new(
+        chain,
+        vec![
+            Stmt::Match(Match::L4Proto(svc.protocol)),
+            Stmt::DnatNumgenMap {
+                modulus: n,
+                offset: base,
+                map: map.into(),
+            },
+        ],
+    ));
+    for (i, ep) in endpoints.iter().enumerate() {
+        let slot = base.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
+        out.elements.push(Element {
+            set: map.into(),
+            key: vec![Value::Slot(slot)],
+            verdict: None,
+            data: Some(vec![Value::Addr(ep.ip), Value::Port(ep.port)]),
+            comment: None,
+        });
+    }
 }
 
 /// Affinity lookups, then the uniform cascade: rule i (of n) jumps with probability 1/(n-i).

@@ -75,6 +75,7 @@ fn map(name: &str, key: Vec<DataType>, comment: &str) -> Set {
         name: name.into(),
         key,
         verdict_map: true,
+        data: Vec::new(),
         timeout_secs: None,
         comment: Some(comment.into()),
     }
@@ -85,6 +86,7 @@ fn set(name: &str, key: DataType, comment: &str) -> Set {
         name: name.into(),
         key: vec![key],
         verdict_map: false,
+        data: Vec::new(),
         timeout_secs: None,
         comment: Some(comment.into()),
     }
@@ -157,6 +159,24 @@ pub fn render_setup(family: Family, cfg: &RenderConfig) -> Setup {
     let mark = cfg.masquerade_mark();
     s.rules
         .push(Rule::new(MARK_MASQ_CHAIN, vec![Stmt::MarkOr(mark)]));
+    // Endpoints chosen through @backends have no endpoint chain to mark hairpin traffic in; a packet that
+    // was DNATed back to its own source is marked here instead (@hairpin holds `P . P` for those endpoints).
+    s.sets.push(Set {
+        name: HAIRPIN_SET.into(),
+        key: vec![addr, addr],
+        verdict_map: false,
+        data: Vec::new(),
+        timeout_secs: None,
+        comment: Some("endpoints that may be chosen by their own traffic".into()),
+    });
+    s.rules.push(Rule::new(
+        MASQUERADING_CHAIN,
+        vec![
+            Stmt::Match(Match::SaddrDaddrInSet(HAIRPIN_SET.into())),
+            Stmt::Match(Match::CtStatusDnat),
+            Stmt::MarkOr(mark),
+        ],
+    ));
     s.rules.push(Rule::new(
         MASQUERADING_CHAIN,
         vec![
@@ -228,6 +248,7 @@ pub fn render_setup(family: Family, cfg: &RenderConfig) -> Setup {
                 set: NODEPORT_IPS_SET.into(),
                 key: vec![Value::Addr(*ip)],
                 verdict: None,
+                data: None,
                 comment: None,
             });
         }
@@ -281,6 +302,16 @@ pub fn render_setup(family: Family, cfg: &RenderConfig) -> Setup {
         }],
     ));
 
+    for k in 0..crate::slots::BACKEND_MAPS {
+        s.sets.push(Set {
+            name: crate::slots::backends_map(k),
+            key: vec![DataType::Slot],
+            verdict_map: false,
+            data: vec![addr, DataType::InetService],
+            timeout_secs: None,
+            comment: None,
+        });
+    }
     s.sets.push(map(
         SERVICE_IPS_MAP,
         triple,

@@ -17,6 +17,7 @@ fn value(v: &Value) -> String {
         Value::Addr(ip) => ip.to_string(),
         Value::Proto(p) => p.as_lower().to_string(),
         Value::Port(p) => p.to_string(),
+        Value::Slot(s) => s.to_string(),
     }
 }
 
@@ -69,6 +70,10 @@ fn match_str(f: Family, m: &Match) -> String {
         Match::MarkMaskZero(m) => format!("meta mark & 0x{m:08x} == 0"),
         Match::CtStateNew => "ct state new".into(),
         Match::NumgenModZero(n) => format!("numgen random mod {n} == 0"),
+        Match::SaddrDaddrInSet(set) => {
+            format!("{0} saddr . {0} daddr @{set}", f.as_str())
+        }
+        Match::CtStatusDnat => "ct status dnat".into(),
     }
 }
 
@@ -83,6 +88,14 @@ fn stmt_str(f: Family, s: &Stmt) -> String {
             IpAddr::V4(a) => format!("dnat to {a}:{port}"),
             IpAddr::V6(a) => format!("dnat to [{a}]:{port}"),
         },
+        Stmt::DnatNumgenMap {
+            modulus,
+            offset,
+            map,
+        } => format!(
+            "dnat {} to numgen random mod {modulus} offset {offset} map @{map}",
+            f.as_str()
+        ),
         Stmt::Masquerade { fully_random } => {
             if *fully_random {
                 "masquerade fully-random".into()
@@ -115,6 +128,10 @@ fn element_str(e: &Element) -> String {
     }
     if let Some(v) = &e.verdict {
         let _ = write!(s, " : {}", verdict(v));
+    }
+    if let Some(d) = &e.data {
+        let d: Vec<String> = d.iter().map(value).collect();
+        let _ = write!(s, " : {}", d.join(" . "));
     }
     s
 }
@@ -159,7 +176,16 @@ pub fn op_line(f: Family, op: &Op) -> String {
         Op::DeleteChain(c) => format!("delete chain {t} {c}"),
         Op::AddSet(s) => {
             let key: Vec<&str> = s.key.iter().map(|k| k.as_str()).collect();
-            let mut body = format!("type {}", key.join(" . "));
+            let mut body = if s.key == [DataType::Slot] {
+                // nft can only type a numgen key with `typeof`.
+                let proto = match f {
+                    Family::Ip => "ip",
+                    Family::Ip6 => "ip6",
+                };
+                format!("typeof numgen random mod 2 : {proto} daddr . tcp dport")
+            } else {
+                format!("type {}", key.join(" . "))
+            };
             if s.verdict_map {
                 body.push_str(" : verdict");
             }
@@ -172,7 +198,7 @@ pub fn op_line(f: Family, op: &Op) -> String {
             }
             format!(
                 "add {} {t} {} {{ {body} }}",
-                set_kind(s.verdict_map),
+                set_kind(s.verdict_map || !s.data.is_empty()),
                 s.name
             )
         }

@@ -22,6 +22,8 @@ const META_L4PROTO: u32 = 16;
 const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
 const CT_STATE: u32 = 0;
+const CT_STATUS: u32 = 2;
+const CT_STATUS_DST_NAT: u32 = 0x20;
 const CT_STATE_NEW_BIT: u32 = 8;
 const NG_RANDOM: u32 = 1;
 const FIB_RESULT_ADDRTYPE: u32 = 3;
@@ -229,6 +231,24 @@ fn match_exprs(e: &mut Exprs<'_>, f: Family, m: &Match) {
             e.bitwise(REG_1, &CT_STATE_NEW_BIT.to_ne_bytes(), &0u32.to_ne_bytes());
             e.cmp(REG_1, CMP_NEQ, &0u32.to_ne_bytes());
         }
+        Match::SaddrDaddrInSet(set) => {
+            load_key(
+                e,
+                f,
+                &[
+                    KeyField::Addr(AddrField::Saddr),
+                    KeyField::Addr(AddrField::Daddr),
+                ],
+            );
+            e.lookup(REG_1, set, None);
+        }
+        Match::CtStatusDnat => {
+            e.expr("ct", |w| {
+                w.u32be(1, REG_1).u32be(2, CT_STATUS);
+            });
+            e.bitwise(REG_1, &CT_STATUS_DST_NAT.to_ne_bytes(), &0u32.to_ne_bytes());
+            e.cmp(REG_1, CMP_NEQ, &0u32.to_ne_bytes());
+        }
         Match::NumgenModZero(n) => {
             e.expr("numgen", |w| {
                 w.u32be(1, REG_1).u32be(2, *n).u32be(3, NG_RANDOM);
@@ -299,6 +319,30 @@ fn stmt_exprs(e: &mut Exprs<'_>, f: Family, s: &Stmt) {
                     .u32be(2, family)
                     .u32be(3, REG_1)
                     .u32be(5, REG_2);
+            });
+        }
+        Stmt::DnatNumgenMap {
+            modulus,
+            offset,
+            map,
+        } => {
+            e.expr("numgen", |w| {
+                w.u32be(1, REG_1)
+                    .u32be(2, *modulus)
+                    .u32be(3, NG_RANDOM)
+                    .u32be(4, *offset);
+            });
+            e.lookup(REG_1, map, Some(REG_1));
+            // The data is address . port: the port starts in the 32-bit register after the address.
+            let (family, port_reg) = match f {
+                Family::Ip => (u32::from(NFPROTO_IPV4), REG32_00 + 1),
+                Family::Ip6 => (u32::from(NFPROTO_IPV6), REG32_00 + 4),
+            };
+            e.expr("nat", |w| {
+                w.u32be(1, NAT_DNAT)
+                    .u32be(2, family)
+                    .u32be(3, REG_1)
+                    .u32be(5, port_reg);
             });
         }
         Stmt::Masquerade { fully_random } => e.expr("masq", |w| {

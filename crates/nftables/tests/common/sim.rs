@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use kube_proxy_nftables::plan::{Match, Op, Rule, Set, Stmt, Transaction, Value, Verdict};
 
 /// Elements of a set: key to (verdict, comment).
-pub type SimElements = BTreeMap<Vec<Value>, (Option<Verdict>, Option<String>)>;
+/// Data of an element: verdict, data-map value, comment.
+pub type SimElem = (Option<Verdict>, Option<Vec<Value>>, Option<String>);
+pub type SimElements = BTreeMap<Vec<Value>, SimElem>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimTable {
@@ -36,7 +38,9 @@ fn rule_refs(r: &Rule) -> (Vec<&str>, Vec<&str>) {
             Stmt::Verdict(v) => chains.extend(verdict_chain(v)),
             Stmt::Vmap { map, .. } => sets.push(map.as_str()),
             Stmt::UpdateSaddr { set } => sets.push(set.as_str()),
+            Stmt::DnatNumgenMap { map, .. } => sets.push(map.as_str()),
             Stmt::Match(Match::AddrInSet { set, .. }) => sets.push(set.as_str()),
+            Stmt::Match(Match::SaddrDaddrInSet(set)) => sets.push(set.as_str()),
             _ => {}
         }
     }
@@ -53,7 +57,7 @@ impl SimTable {
                 .sets
                 .values()
                 .flat_map(|(_, e)| e.values())
-                .any(|(v, _)| v.as_ref().and_then(verdict_chain) == Some(name))
+                .any(|(v, _, _)| v.as_ref().and_then(verdict_chain) == Some(name))
     }
 
     fn set_referenced(&self, name: &str) -> bool {
@@ -130,9 +134,11 @@ fn apply_op(table: &mut Option<SimTable>, op: &Op) -> Result<(), String> {
                 }
             }
             let (_, elems) = t.sets.get_mut(&e.set).ok_or("element of missing set")?;
-            let v = (e.verdict.clone(), e.comment.clone());
+            let v = (e.verdict.clone(), e.data.clone(), e.comment.clone());
             match elems.get(&e.key) {
-                Some(old) if old.0 != v.0 => return Err("element exists with other data".into()),
+                Some(old) if old.0 != v.0 || old.1 != v.1 => {
+                    return Err("element exists with other data".into())
+                }
                 Some(_) => {}
                 None => {
                     elems.insert(e.key.clone(), v);
@@ -162,4 +168,62 @@ fn apply_op(table: &mut Option<SimTable>, op: &Op) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+impl Sim {
+    /// The table with `@backends` slots renamed to (chain, index) through the `dnat … offset BASE` rule that
+    /// reads them, and offsets zeroed: two tables that differ only in where slot ranges were allocated are
+    /// equal in this form. Slots no rule reads are kept as they are (a leak shows up as a difference).
+    pub fn canonical(&self) -> Option<CanonicalTable> {
+        let t = self.table.as_ref()?;
+        let mut t = t.clone();
+        let mut owner: BTreeMap<(String, u32), (String, u32)> = BTreeMap::new();
+        for (chain, rules) in t.chains.iter_mut() {
+            for r in rules.iter_mut() {
+                for s in r.stmts.iter_mut() {
+                    if let Stmt::DnatNumgenMap {
+                        modulus,
+                        offset,
+                        map,
+                    } = s
+                    {
+                        for i in 0..*modulus {
+                            owner.insert((map.clone(), *offset + i), (chain.clone(), i));
+                        }
+                        *offset = 0;
+                    }
+                }
+            }
+        }
+        let mut slots = BTreeMap::new();
+        let mut orphans = BTreeMap::new();
+        for (name, (_, elems)) in t.sets.iter_mut() {
+            if !name.starts_with("backends-") {
+                continue;
+            }
+            for (k, v) in std::mem::take(elems) {
+                match k.as_slice() {
+                    [Value::Slot(s)] if owner.contains_key(&(name.clone(), *s)) => {
+                        slots.insert(owner[&(name.clone(), *s)].clone(), v);
+                    }
+                    _ => {
+                        orphans.insert((name.clone(), k), v);
+                    }
+                }
+            }
+        }
+        Some(CanonicalTable {
+            table: t,
+            slots,
+            orphans,
+        })
+    }
+}
+
+/// See [`Sim::canonical`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanonicalTable {
+    pub table: SimTable,
+    pub slots: BTreeMap<(String, u32), SimElem>,
+    pub orphans: BTreeMap<(String, Vec<Value>), SimElem>,
 }
