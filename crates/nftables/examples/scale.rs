@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
-use kube_proxy_model::{build_state, synthetic_cluster, IpFamily, NodeContext};
+use kube_proxy_model::{
+    build_state, synthetic_cluster, IpFamily, NodeContext, ProxyState, ServicePortState,
+};
 use kube_proxy_nftables::{NftablesDataplane, RenderConfig, SyncKind};
 
 /// Time this thread spent on a CPU (user and kernel), from /proc/thread-self/schedstat.
@@ -45,7 +47,7 @@ fn ten_thousand_services() {
     let node = NodeContext {
         node_name: "node1".into(),
     };
-    let base = build_state(&objs, &node, IpFamily::V4, None).state;
+    let base = with_affinity(build_state(&objs, &node, IpFamily::V4, None).state);
     in_private_netns(|| {
         let mut dp = NftablesDataplane::new(IpFamily::V4, RenderConfig::default()).unwrap();
         let state = Arc::new(base.clone());
@@ -71,109 +73,56 @@ fn ten_thousand_services() {
             r.bytes
         );
         let mut current = state;
-        let mut lat = Vec::new();
-        let mut cpu = Vec::new();
-        for i in 0..100 {
-            let mut next = (*current).clone();
-            let (name, svc) = next
-                .services
-                .iter()
-                .nth((i * 97) % n)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .unwrap();
-            let mut s = (*svc).clone();
-            for list in [
-                &mut s.endpoints,
-                &mut s.cluster_endpoints,
-                &mut s.all_reachable_endpoints,
-            ] {
-                if let Some(e) = list.first_mut() {
-                    e.ip = ip(&format!("10.251.{}.{}", i / 250, i % 250 + 1));
-                }
-                list.sort();
-            }
-            next.services.insert(name, Arc::new(s));
-            let next = Arc::new(next);
-            if i == 0 {
-                let mut slots = kube_proxy_nftables::slots::Slots::fresh(&current);
-                let t = Instant::now();
-                let tx = kube_proxy_nftables::render_incremental_with(
-                    &current,
-                    &next,
-                    &RenderConfig::default(),
-                    &mut slots,
-                );
-                let render = t.elapsed();
-                let t = Instant::now();
-                let b = kube_proxy_nftables::netlink::encode(&tx, 1);
-                println!(
-                    "incremental render {render:?}, encode {:?}, {} ops",
-                    t.elapsed(),
-                    b.messages()
-                );
-            }
-            let cpu0 = thread_cpu_ns();
+        {
+            // Render and encode cost of one replacement, outside the dataplane.
+            let next = Arc::new(changed(&current, 0, 42, replace_first));
+            let mut slots = kube_proxy_nftables::slots::Slots::fresh(&current);
             let t = Instant::now();
-            let r = dp.sync(&next, false).unwrap();
-            lat.push(t.elapsed());
-            cpu.push(thread_cpu_ns() - cpu0);
-            assert_eq!(r.kind, SyncKind::Partial);
-            current = next;
-        }
-        lat.sort();
-        cpu.sort();
-        println!(
-            "single-endpoint change on-cpu (user+kernel): p50 {:.2} ms, p99 {:.2} ms",
-            cpu[cpu.len() / 2] as f64 / 1e6,
-            cpu[cpu.len() * 99 / 100] as f64 / 1e6
-        );
-        println!(
-            "single-endpoint change: p50 {:?}, p99 {:?}, max {:?}",
-            lat[lat.len() / 2],
-            lat[lat.len() * 99 / 100],
-            lat[lat.len() - 1]
-        );
-        // Endpoint count changes (one endpoint added): the service's dnat rule changes (`mod N`).
-        let mut lat = Vec::new();
-        let mut cpu = Vec::new();
-        for i in 0..20 {
-            let mut next = (*current).clone();
-            let (name, svc) = next
-                .services
-                .iter()
-                .nth((i * 389 + 11) % n)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .unwrap();
-            let mut s = (*svc).clone();
-            for list in [
-                &mut s.endpoints,
-                &mut s.cluster_endpoints,
-                &mut s.all_reachable_endpoints,
-            ] {
-                if let Some(mut e) = list.first().cloned() {
-                    e.ip = ip(&format!("10.252.{}.{}", i / 250, i % 250 + 1));
-                    list.push(e);
-                }
-                list.sort();
-            }
-            next.services.insert(name, Arc::new(s));
-            let next = Arc::new(next);
-            let cpu0 = thread_cpu_ns();
+            let tx = kube_proxy_nftables::render_incremental_with(
+                &current,
+                &next,
+                &RenderConfig::default(),
+                &mut slots,
+            );
+            let render = t.elapsed();
             let t = Instant::now();
-            let r = dp.sync(&next, false).unwrap();
-            lat.push(t.elapsed());
-            cpu.push(thread_cpu_ns() - cpu0);
-            assert_eq!(r.kind, SyncKind::Partial);
-            current = next;
+            let b = kube_proxy_nftables::netlink::encode(&tx, 1);
+            println!(
+                "incremental render {render:?}, encode {:?}, {} ops",
+                t.elapsed(),
+                b.messages()
+            );
         }
-        lat.sort();
-        cpu.sort();
-        println!(
-            "endpoint added (count change) on-cpu: p50 {:.2} ms, max {:.2} ms; wall p50 {:?}, max {:?}",
-            cpu[cpu.len() / 2] as f64 / 1e6,
-            cpu[cpu.len() - 1] as f64 / 1e6,
-            lat[lat.len() / 2],
-            lat[lat.len() - 1]
+        let plain = |i: usize| (i * 97) % n;
+        measure(
+            &mut dp,
+            &mut current,
+            n,
+            100,
+            "single-endpoint change",
+            plain,
+            replace_first,
+        );
+        let count = |i: usize| (i * 389 + 11) % n;
+        measure(
+            &mut dp,
+            &mut current,
+            n,
+            20,
+            "endpoint added (count change)",
+            count,
+            add_one,
+        );
+        // Services 0, 100, 200, ... (by name order) have ClientIP affinity, see `with_affinity`.
+        let aff = |i: usize| (i * 700) % n - ((i * 700) % n) % 100;
+        measure(
+            &mut dp,
+            &mut current,
+            n,
+            20,
+            "affinity service endpoint change",
+            aff,
+            replace_first,
         );
         let t = Instant::now();
         let listing = nft_list("ip").unwrap();
@@ -183,6 +132,100 @@ fn ten_thousand_services() {
             listing.lines().count()
         );
     });
+}
+
+/// Every 100th service port (in name order) gets ClientIP affinity (upstream-style endpoint chains).
+fn with_affinity(mut state: ProxyState) -> ProxyState {
+    let names: Vec<_> = state.services.keys().step_by(100).cloned().collect();
+    for name in names {
+        let mut s = (*state.services[&name]).clone();
+        s.session_affinity_timeout = Some(10_800);
+        state.services.insert(name, Arc::new(s));
+    }
+    state
+}
+
+/// The first endpoint of `s` moves to an address derived from `i`.
+fn replace_first(i: usize, s: &mut ServicePortState) {
+    for list in [
+        &mut s.endpoints,
+        &mut s.cluster_endpoints,
+        &mut s.all_reachable_endpoints,
+    ] {
+        if let Some(e) = list.first_mut() {
+            e.ip = ip(&format!("10.251.{}.{}", i / 250, i % 250 + 1));
+        }
+        list.sort();
+    }
+}
+
+/// One endpoint is added to `s` (the endpoint count changes).
+fn add_one(i: usize, s: &mut ServicePortState) {
+    for list in [
+        &mut s.endpoints,
+        &mut s.cluster_endpoints,
+        &mut s.all_reachable_endpoints,
+    ] {
+        if let Some(mut e) = list.first().cloned() {
+            e.ip = ip(&format!("10.252.{}.{}", i / 250, i % 250 + 1));
+            list.push(e);
+        }
+        list.sort();
+    }
+}
+
+/// `state` with service port number `index` (name order) changed by `f`.
+fn changed(
+    state: &ProxyState,
+    i: usize,
+    index: usize,
+    f: fn(usize, &mut ServicePortState),
+) -> ProxyState {
+    let mut next = state.clone();
+    let (name, svc) = next
+        .services
+        .iter()
+        .nth(index)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let mut s = (*svc).clone();
+    f(i, &mut s);
+    next.services.insert(name, Arc::new(s));
+    next
+}
+
+/// `iters` syncs, each changing one service port; prints on-CPU (user + kernel) and wall percentiles.
+fn measure(
+    dp: &mut NftablesDataplane,
+    current: &mut Arc<ProxyState>,
+    n: usize,
+    iters: usize,
+    label: &str,
+    pick: impl Fn(usize) -> usize,
+    f: fn(usize, &mut ServicePortState),
+) {
+    let mut lat = Vec::new();
+    let mut cpu = Vec::new();
+    for i in 0..iters {
+        let next = Arc::new(changed(current, i, pick(i) % n, f));
+        let cpu0 = thread_cpu_ns();
+        let t = Instant::now();
+        let r = dp.sync(&next, false).unwrap();
+        lat.push(t.elapsed());
+        cpu.push(thread_cpu_ns() - cpu0);
+        assert_eq!(r.kind, SyncKind::Partial);
+        *current = next;
+    }
+    lat.sort();
+    cpu.sort();
+    let p99 = |v: usize| (v * 99).div_ceil(100) - 1;
+    println!(
+        "{label} ({iters}): on-cpu p50 {:.2} ms, p99 {:.2} ms; wall p50 {:?}, p99 {:?}",
+        cpu[iters / 2] as f64 / 1e6,
+        cpu[p99(iters)] as f64 / 1e6,
+        lat[iters / 2],
+        lat[p99(iters)]
+    );
 }
 
 /// Kernel cost of small batches on a table loaded from `LAYOUT_FILE` (an `nft -f` script with a chain named

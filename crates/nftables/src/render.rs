@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use kube_proxy_model::{Protocol, ProxyState, ServicePortName, ServicePortState, StateDiff};
+use std::sync::Arc;
+
+use kube_proxy_model::{Protocol, ProxyState, ServicePortName, ServicePortState};
 
 use crate::config::RenderConfig;
 use crate::names::HAIRPIN_SET;
@@ -95,6 +97,59 @@ pub fn render_full_with(state: &ProxyState, cfg: &RenderConfig, slots: &Slots) -
     tx
 }
 
+/// Service ports added, removed or changed between two states (one ordered pass over both maps).
+fn touched_services(prev: &ProxyState, new: &ProxyState) -> BTreeSet<ServicePortName> {
+    let mut out = BTreeSet::new();
+    let mut a = prev.services.iter().peekable();
+    let mut b = new.services.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((n, _)), None) => {
+                out.insert((*n).clone());
+                a.next();
+            }
+            (None, Some((n, _))) => {
+                out.insert((*n).clone());
+                b.next();
+            }
+            (Some((na, sa)), Some((nb, sb))) => match na.cmp(nb) {
+                std::cmp::Ordering::Less => {
+                    out.insert((*na).clone());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.insert((*nb).clone());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !Arc::ptr_eq(sa, sb) && sa != sb {
+                        out.insert((*na).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
+}
+
+/// Claims of the rendered service ports on shared element keys (not `@hairpin`), in name order.
+fn claims(
+    renders: &BTreeMap<ServicePortName, ServiceRender>,
+) -> BTreeMap<ElemKey, Vec<(&ServicePortName, ElemVal)>> {
+    let mut out: BTreeMap<ElemKey, Vec<(&ServicePortName, ElemVal)>> = BTreeMap::new();
+    for (name, r) in renders {
+        for e in r.elements.iter().filter(|e| e.set != HAIRPIN_SET) {
+            out.entry((e.set.clone(), e.key.clone()))
+                .or_default()
+                .push((name, (e.verdict.clone(), e.data.clone(), e.comment.clone())));
+        }
+    }
+    out
+}
+
 /// Could `svc` own an element with one of these addresses or node ports?
 fn may_claim(svc: &ServicePortState, ips: &[IpAddr], ports: &[(Protocol, u16)]) -> bool {
     let ip = |a: &IpAddr| ips.binary_search(a).is_ok();
@@ -153,11 +208,10 @@ pub fn render_incremental_with(
 ) -> Transaction {
     let family = Family::of(new.family);
     let mut tx = Transaction::new(family);
-    let diff = StateDiff::between(prev, new);
-    if diff.is_empty() {
+    let touched = touched_services(prev, new);
+    if touched.is_empty() {
         return tx;
     }
-    let touched = diff.touched();
     // Only the touched service ports' ranges change; untouched ones read `slots` before and after.
     let old_slots = slots.subset(&touched);
     let mut hairpin_before: BTreeMap<IpAddr, bool> = BTreeMap::new();
@@ -190,15 +244,35 @@ pub fn render_incremental_with(
     let old_r = render_of(prev, &old_slots);
     let new_r = render_of(new, new_slots);
 
-    // Elements.
+    // Elements. A key whose claims by the touched service ports are the same before and after keeps its
+    // value (the other claimants did not change); a `backends-K` slot has exactly one claimant. Only the
+    // remaining keys need a look at the other service ports.
+    let old_claims = claims(&old_r);
+    let new_claims = claims(&new_r);
     let mut keys: BTreeSet<ElemKey> = BTreeSet::new();
+    let mut slot_vals: [BTreeMap<ElemKey, ElemVal>; 2] = Default::default();
+    for (i, (mine, theirs)) in [(&old_claims, &new_claims), (&new_claims, &old_claims)]
+        .into_iter()
+        .enumerate()
+    {
+        for (k, c) in mine {
+            if theirs.get(k) == Some(c) {
+                continue;
+            }
+            if matches!(k.1.as_slice(), [Value::Slot(_)]) {
+                if let Some((_, v)) = c.last() {
+                    slot_vals[i].insert(k.clone(), v.clone());
+                }
+            } else {
+                keys.insert(k.clone());
+            }
+        }
+    }
     let mut ips = BTreeSet::new();
     let mut ports = BTreeSet::new();
-    for r in old_r.values().chain(new_r.values()) {
-        // `@hairpin` elements are reference-counted in `slots`, handled below.
-        for e in r.elements.iter().filter(|e| e.set != HAIRPIN_SET) {
-            keys.insert((e.set.clone(), e.key.clone()));
-            match e.key.as_slice() {
+    for k in &keys {
+        {
+            match k.1.as_slice() {
                 [Value::Addr(ip), ..] => {
                     ips.insert(*ip);
                 }
@@ -211,8 +285,17 @@ pub fn render_incremental_with(
     }
     let ips: Vec<IpAddr> = ips.into_iter().collect();
     let ports: Vec<(Protocol, u16)> = ports.into_iter().collect();
-    let old_vals = element_values(prev, cfg, new_slots, &keys, &old_r, &ips, &ports);
-    let new_vals = element_values(new, cfg, new_slots, &keys, &new_r, &ips, &ports);
+    let [old_slot_vals, new_slot_vals] = slot_vals;
+    let mut old_vals = BTreeMap::new();
+    let mut new_vals = BTreeMap::new();
+    if !keys.is_empty() {
+        old_vals = element_values(prev, cfg, new_slots, &keys, &old_r, &ips, &ports);
+        new_vals = element_values(new, cfg, new_slots, &keys, &new_r, &ips, &ports);
+    }
+    old_vals.extend(old_slot_vals);
+    new_vals.extend(new_slot_vals);
+    keys.extend(old_vals.keys().cloned());
+    keys.extend(new_vals.keys().cloned());
     let mut del_elems = Vec::new();
     let mut add_elems = Vec::new();
     for k in &keys {
