@@ -132,6 +132,9 @@ pub struct DataplaneResult {
     pub pod_ip: ConnectStats,
     /// cluster_ip.per_second / pod_ip.per_second.
     pub rate_ratio: f64,
+    /// The pod IP before the proxy started (no rules in the node at all): what every forwarded new
+    /// connection pays for the proxy's nat rules, whatever its destination.
+    pub pod_ip_before_proxy: Option<ConnectStats>,
 }
 
 /// Opens `per_target` new connections to each of `cluster_ip` and `direct` from `client`.
@@ -141,54 +144,67 @@ pub fn probe(
     direct: SocketAddr,
     per_target: usize,
 ) -> Result<DataplaneResult> {
-    client.run_in(|| {
-        let mut samples = [Vec::new(), Vec::new()];
-        let mut busy = [Duration::ZERO; 2];
-        let mut failures = [0usize; 2];
-        let per_round = per_target.div_ceil(ROUNDS);
-        for _ in 0..ROUNDS {
-            for (i, target) in [cluster_ip, direct].into_iter().enumerate() {
-                let round_start = Instant::now();
-                for _ in 0..per_round {
-                    let start = Instant::now();
-                    match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
-                        Ok(conn) => {
-                            samples[i].push(start.elapsed());
-                            drop(conn);
-                        }
-                        Err(_) => failures[i] += 1,
+    let mut stats = client.run_in(|| measure(&[cluster_ip, direct], per_target))?;
+    let d = stats.pop().unwrap_or_default();
+    let c = stats.pop().unwrap_or_default();
+    if c.connections == 0 || d.connections == 0 {
+        return Err(BenchError::Dataplane(format!(
+            "no connection succeeded (ClusterIP failures {}, pod IP failures {})",
+            c.failures, d.failures
+        )));
+    }
+    let ratio = c.per_second / d.per_second;
+    Ok(DataplaneResult {
+        cluster_ip: c,
+        pod_ip: d,
+        rate_ratio: ratio,
+        pod_ip_before_proxy: None,
+    })
+}
+
+/// Opens `n` new connections to `target` from `client` (used before the proxy has programmed anything).
+pub fn probe_one(client: &Netns, target: SocketAddr, n: usize) -> Result<ConnectStats> {
+    let stats = client.run_in(|| measure(&[target], n))?;
+    Ok(stats.into_iter().next().unwrap_or_default())
+}
+
+/// Sequential connect + close to every target, `per_target` each, in [`ROUNDS`] alternating rounds.
+fn measure(targets: &[SocketAddr], per_target: usize) -> Vec<ConnectStats> {
+    let mut samples = vec![Vec::new(); targets.len()];
+    let mut busy = vec![Duration::ZERO; targets.len()];
+    let mut failures = vec![0usize; targets.len()];
+    let per_round = per_target.div_ceil(ROUNDS);
+    for _ in 0..ROUNDS {
+        for (i, target) in targets.iter().enumerate() {
+            let round_start = Instant::now();
+            for _ in 0..per_round {
+                let start = Instant::now();
+                match TcpStream::connect_timeout(target, CONNECT_TIMEOUT) {
+                    Ok(conn) => {
+                        samples[i].push(start.elapsed());
+                        drop(conn);
                     }
+                    Err(_) => failures[i] += 1,
                 }
-                busy[i] += round_start.elapsed();
             }
+            busy[i] += round_start.elapsed();
         }
-        let stats = |i: usize| {
-            let mut s = samples[i].clone();
+    }
+    (0..targets.len())
+        .map(|i| {
+            let s = &mut samples[i];
             s.sort();
             let n = s.len() + failures[i];
             ConnectStats {
                 connections: s.len(),
                 failures: failures[i],
                 per_second: n as f64 / busy[i].as_secs_f64().max(1e-9),
-                connect_p50_us: micros(crate::stats::percentile(&s, 50.0)),
-                connect_p99_us: micros(crate::stats::percentile(&s, 99.0)),
+                connect_p50_us: micros(crate::stats::percentile(s, 50.0)),
+                connect_p99_us: micros(crate::stats::percentile(s, 99.0)),
                 connect_max_us: micros(s.last().copied()),
             }
-        };
-        let (c, d) = (stats(0), stats(1));
-        if c.connections == 0 || d.connections == 0 {
-            return Err(BenchError::Dataplane(format!(
-                "no connection succeeded (ClusterIP failures {}, pod IP failures {})",
-                c.failures, d.failures
-            )));
-        }
-        let ratio = c.per_second / d.per_second;
-        Ok(DataplaneResult {
-            cluster_ip: c,
-            pod_ip: d,
-            rate_ratio: ratio,
         })
-    })?
+        .collect()
 }
 
 fn micros(d: Option<Duration>) -> f64 {

@@ -86,6 +86,15 @@ pub const FIGURES: &[Figure] = &[
     ("new TCP conns/s via pod IP", |r| {
         r.dataplane.as_ref().map(|d| d.pod_ip.per_second)
     }),
+    (
+        "new TCP conns/s via pod IP, before the proxy started (no rules)",
+        |r| {
+            r.dataplane
+                .as_ref()
+                .and_then(|d| d.pod_ip_before_proxy.as_ref())
+                .map(|s| s.per_second)
+        },
+    ),
     ("ClusterIP ÷ pod IP conn rate", |r| {
         r.dataplane.as_ref().map(|d| d.rate_ratio)
     }),

@@ -11,7 +11,7 @@ use kube_proxy_testkit::apiserver::{ApiServer, ApiServerOptions};
 use kube_proxy_testkit::netns::Netns;
 
 use crate::config::BenchConfig;
-use crate::dataplane::{probe, Backend, DataplaneResult, Topology};
+use crate::dataplane::{probe, probe_one, Backend, DataplaneResult, Topology};
 use crate::error::{BenchError, Result};
 use crate::floor::{self, Floor};
 use crate::kernel::Kernel;
@@ -103,6 +103,12 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     let load_objects_s = load_start.elapsed().as_secs_f64();
     let kernel = Kernel::new(&topo.node, cfg.variant);
 
+    let before_proxy = if cfg.connections > 0 {
+        Some(probe_one(&topo.client, pod_addr(), cfg.connections)?)
+    } else {
+        None
+    };
+
     let started = unix_now();
     let mut proxy = Proxy::start(&topo.node, cfg, &api.url())?;
     let expected = workload.served_services();
@@ -123,12 +129,9 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     waiter.prev = metrics;
 
     let dataplane = if cfg.connections > 0 {
-        Some(probe(
-            &topo.client,
-            probe_addr(),
-            pod_addr(),
-            cfg.connections,
-        )?)
+        let mut d = probe(&topo.client, probe_addr(), pod_addr(), cfg.connections)?;
+        d.pod_ip_before_proxy = before_proxy;
+        Some(d)
     } else {
         None
     };
