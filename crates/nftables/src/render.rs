@@ -359,11 +359,21 @@ pub fn render_incremental_with(
     };
     let old_rules = rules_by_chain(&old_r);
     let new_rules = rules_by_chain(&new_r);
-    // Chains of service ports whose affinity sets change are rewritten (a referenced set cannot be deleted).
+    // Chains whose rules read an affinity set that is deleted or redefined are rewritten (a referenced set
+    // cannot be deleted).
     let mut forced: BTreeSet<&String> = BTreeSet::new();
-    for (name, r) in &old_r {
-        if new_r.get(name).map(|n| &n.sets) != Some(&r.sets) {
-            forced.extend(&r.chains);
+    for rule in old_r.values().flat_map(|r| &r.rules) {
+        let reads_stale_set = rule.stmts.iter().any(|st| {
+            let set = match st {
+                Stmt::UpdateSaddr { set } | Stmt::Match(Match::AddrInSet { set, .. }) => set,
+                _ => return false,
+            };
+            old_sets
+                .get(set)
+                .is_some_and(|o| new_sets.get(set) != Some(o))
+        });
+        if reads_stale_set {
+            forced.insert(&rule.chain);
         }
     }
     let changed = |c: &String| {
