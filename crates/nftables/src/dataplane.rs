@@ -58,7 +58,7 @@ pub struct NftablesDataplane<T: NfTransport = NetlinkTransport> {
     cfg: RenderConfig,
     transport: T,
     applied: Option<Arc<ProxyState>>,
-    /// The `@backends` slot ranges `applied` was programmed with.
+    /// The `backends-K` maps slot ranges `applied` was programmed with.
     slots: Slots,
     expected: Option<TableInfo>,
     seq: u32,

@@ -19,7 +19,7 @@ pub const FIREWALL_IPS_MAP: &str = "firewall-ips";
 pub const FIREWALL_CHECK_CHAIN: &str = "firewall-check";
 pub const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
 pub const MASQUERADING_CHAIN: &str = "masquerading";
-/// `saddr . daddr` pairs `P . P` of endpoints chosen through `@backends` (hairpin masquerade).
+/// `saddr . daddr` pairs `P . P` of endpoints chosen through `backends-K` maps (hairpin masquerade).
 pub const HAIRPIN_SET: &str = "hairpin";
 
 /// nf_tables' name length limit (NFT_NAME_MAXLEN is 256 including the NUL).

@@ -119,7 +119,7 @@ pub enum DataType {
     Ipv6Addr,
     InetProto,
     InetService,
-    /// The key of `@backends`: a slot number, as `numgen random mod N offset BASE` produces it (host order).
+    /// The key of the `backends-K` maps: a slot, as `numgen random mod N offset BASE` yields it (host order).
     Slot,
 }
 
@@ -155,7 +155,7 @@ pub enum Value {
     Addr(IpAddr),
     Proto(Protocol),
     Port(u16),
-    /// A slot of `@backends`.
+    /// A slot of a `backends-K` map.
     Slot(u32),
 }
 
@@ -176,7 +176,7 @@ pub struct Element {
     pub key: Vec<Value>,
     /// The verdict of a verdict-map element (None for plain sets).
     pub verdict: Option<Verdict>,
-    /// The data of a data-map element (`@backends`: address . port).
+    /// The data of a data-map element (`backends-K`: address . port).
     pub data: Option<Vec<Value>>,
     pub comment: Option<String>,
 }

@@ -4,8 +4,8 @@
 //! Inside a service this mode departs from upstream's anonymous `numgen ... vmap { ... }` (one kernel set per
 //! service), see docs/adr/0001-nftables-layout.md:
 //! * without ClientIP affinity, the policy chain holds one rule `dnat to numgen random mod N offset BASE map
-//!   @backends`; the service port's endpoints fill slots BASE.. of the shared data map and hairpin traffic is
-//!   marked by the global `@hairpin` set. No endpoint chains: replacing an endpoint only changes elements.
+//!   @backends-K`; the service port's endpoints fill slots BASE.. of that shared data map and hairpin traffic
+//!   is marked by the global `@hairpin` set. No endpoint chains: replacing an endpoint only changes elements.
 //! * with ClientIP affinity, upstream's endpoint chains and affinity sets, chosen by a probability cascade
 //!   (rule i of n: `numgen random mod (n-i) == 0 goto endpoint-i`, uniform, no set).
 
@@ -16,6 +16,10 @@ use crate::config::RenderConfig;
 use crate::names::*;
 use crate::plan::*;
 use crate::slots::{backends_map, Selector, Slots};
+
+mod selection;
+pub use selection::hairpin_ips;
+use selection::{backend_selection, endpoint_selection};
 
 /// Everything one service port contributes to the table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,7 +47,7 @@ fn elem(set: &str, key: Vec<Value>, verdict: Option<Verdict>, comment: Option<&s
     }
 }
 
-/// Renders one service port; `slots` gives its ranges in `@backends`.
+/// Renders one service port; `slots` gives its ranges in `backends-K` maps.
 pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig, slots: &Slots) -> ServiceRender {
     let mut out = ServiceRender::default();
     let names = ServiceNames::of(&svc.name);
@@ -370,82 +374,4 @@ pub fn render_service(svc: &ServicePortState, cfg: &RenderConfig, slots: &Slots)
         ));
     }
     out
-}
-
-/// Endpoint addresses `svc` puts in `@hairpin` (sorted, unique; none with ClientIP affinity, whose
-/// endpoint chains mark hairpin traffic themselves).
-pub fn hairpin_ips(svc: &ServicePortState) -> Vec<std::net::IpAddr> {
-    if svc.session_affinity_timeout.is_some() {
-        return Vec::new();
-    }
-    let mut ips: Vec<std::net::IpAddr> = svc.all_reachable_endpoints.iter().map(|e| e.ip).collect();
-    ips.sort();
-    ips.dedup();
-    ips
-}
-
-/// One rule choosing uniformly among `endpoints` stored in slots `base..` of `@map`, and those elements.
-fn backend_selection(
-    out: &mut ServiceRender,
-    svc: &ServicePortState,
-    chain: &str,
-    endpoints: &[Endpoint],
-    map: &str,
-    base: u32,
-) {
-    let n = u32::try_from(endpoints.len()).unwrap_or(u32::MAX);
-    out.rules.push(Rule::new(
-        chain,
-        vec![
-            Stmt::Match(Match::L4Proto(svc.protocol)),
-            Stmt::DnatNumgenMap {
-                modulus: n,
-                offset: base,
-                map: map.into(),
-            },
-        ],
-    ));
-    for (i, ep) in endpoints.iter().enumerate() {
-        let slot = base.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
-        out.elements.push(Element {
-            set: map.into(),
-            key: vec![Value::Slot(slot)],
-            verdict: None,
-            data: Some(vec![Value::Addr(ep.ip), Value::Port(ep.port)]),
-            comment: None,
-        });
-    }
-}
-
-/// Affinity lookups, then the uniform cascade: rule i (of n) jumps with probability 1/(n-i).
-fn endpoint_selection(
-    out: &mut ServiceRender,
-    svc: &ServicePortState,
-    chain: &str,
-    endpoints: &[Endpoint],
-) {
-    if svc.session_affinity_timeout.is_some() {
-        for ep in endpoints {
-            out.rules.push(Rule::new(
-                chain,
-                vec![
-                    Stmt::Match(Match::AddrInSet {
-                        field: AddrField::Saddr,
-                        set: affinity_set(&svc.name, ep),
-                    }),
-                    Stmt::Verdict(Verdict::Goto(endpoint_chain(&svc.name, ep))),
-                ],
-            ));
-        }
-    }
-    let n = endpoints.len();
-    for (i, ep) in endpoints.iter().enumerate() {
-        let mut stmts = Vec::new();
-        let remaining = u32::try_from(n - i).unwrap_or(u32::MAX);
-        if remaining > 1 {
-            stmts.push(Stmt::Match(Match::NumgenModZero(remaining)));
-        }
-        stmts.push(Stmt::Verdict(Verdict::Goto(endpoint_chain(&svc.name, ep))));
-        out.rules.push(Rule::new(chain, stmts));
-    }
 }

@@ -159,7 +159,7 @@ pub fn render_setup(family: Family, cfg: &RenderConfig) -> Setup {
     let mark = cfg.masquerade_mark();
     s.rules
         .push(Rule::new(MARK_MASQ_CHAIN, vec![Stmt::MarkOr(mark)]));
-    // Endpoints chosen through @backends have no endpoint chain to mark hairpin traffic in; a packet that
+    // Endpoints chosen through the backends-K maps have no endpoint chain to mark hairpin traffic in; a packet that
     // was DNATed back to its own source is marked here instead (@hairpin holds `P . P` for those endpoints).
     s.sets.push(Set {
         name: HAIRPIN_SET.into(),

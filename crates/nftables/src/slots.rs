@@ -75,7 +75,7 @@ fn capacity(n: usize) -> u32 {
     u32::try_from(n.next_power_of_two().max(4)).unwrap_or(u32::MAX)
 }
 
-/// The chains of `svc` that choose endpoints through `@backends`, with their endpoint counts.
+/// The chains of `svc` that choose endpoints through `backends-K` maps, with their endpoint counts.
 pub fn selectors(svc: &ServicePortState) -> Vec<(Selector, usize)> {
     if svc.session_affinity_timeout.is_some() {
         return Vec::new();

@@ -5,6 +5,7 @@
 pub mod attr;
 pub mod batch;
 mod expr;
+mod sets;
 pub mod transport;
 
 pub use batch::{encode, Batch};
