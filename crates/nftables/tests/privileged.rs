@@ -213,7 +213,8 @@ fn refused(client: &NamedNetns, addr: &str) -> bool {
 
 /// Real TCP traffic from a client namespace to a node namespace over a veth pair: ClusterIP DNAT with
 /// ClientIP affinity, REJECT for a service without endpoints and for a wrong port on a ClusterIP, after a
-/// full and an incremental sync.
+/// full and an incremental sync; without affinity, every endpoint is used and an endpoint replacement
+/// (elements only) takes effect.
 #[test]
 fn traffic_through_cluster_ips() {
     if !can_run_privileged() {
@@ -278,6 +279,39 @@ fn traffic_through_cluster_ips() {
     assert!(
         ["10.0.1.5:8080", "10.0.1.8:8080"].contains(&served.to_string().as_str()),
         "DNAT target {served}"
+    );
+
+    // Without affinity the endpoint comes from a `backends-K` slot: every endpoint is used, and replacing
+    // one (a data-only batch) moves the traffic to the new address.
+    let targets = |dp: &mut NftablesDataplane, second: &str| {
+        let mut st = (*v4_state(second)).clone();
+        let web = st
+            .services
+            .keys()
+            .find(|n| n.name == "web")
+            .cloned()
+            .unwrap();
+        let mut s = (*st.services[&web]).clone();
+        s.session_affinity_timeout = None;
+        st.services.insert(web, Arc::new(s));
+        let r = dp.sync(&Arc::new(st), false).unwrap();
+        assert_eq!(r.kind, SyncKind::Partial);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            seen.insert(echo_through(&client, &listener, "172.30.0.10:80").to_string());
+        }
+        seen
+    };
+    let want = |a: &str, b: &str| -> std::collections::BTreeSet<String> {
+        [a.to_string(), b.to_string()].into()
+    };
+    assert_eq!(
+        targets(&mut dp, "10.0.1.8"),
+        want("10.0.1.5:8080", "10.0.1.8:8080")
+    );
+    assert_eq!(
+        targets(&mut dp, "10.0.1.7"),
+        want("10.0.1.5:8080", "10.0.1.7:8080")
     );
     dp.cleanup().unwrap();
 }
