@@ -1,10 +1,12 @@
 //! The modes as the sync runner drives them: program one family, then reconcile UDP conntrack entries.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use ipnet::IpNet;
 
 use kube_proxy_conntrack::{cleanup_required, ConntrackOps};
 use kube_proxy_iptables::IptablesDataplane;
-use kube_proxy_model::{IpFamily, ProxyState};
+use kube_proxy_model::{ClusterObjects, IpFamily, ProxyState};
 use kube_proxy_nftables::NftablesDataplane;
 use kube_proxy_sync::{Dataplane, DataplaneError, SyncReport};
 use kube_proxy_telemetry::{Metrics, TrafficPolicy};
@@ -109,11 +111,36 @@ impl Dataplane for IptablesMode {
     }
 }
 
+/// The service IP ranges declared by ServiceCIDR objects, as of the latest snapshot (both families).
+#[derive(Debug, Default)]
+pub struct ServiceCidrs(Mutex<Vec<IpNet>>);
+
+impl ServiceCidrs {
+    /// Records the ranges of `objects` (called before each sync).
+    pub fn publish(&self, objects: &ClusterObjects) {
+        let mut ranges = objects.service_cidr_ranges(IpFamily::V4);
+        ranges.extend(objects.service_cidr_ranges(IpFamily::V6));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = ranges;
+    }
+
+    /// The ranges of `family`; empty when no ServiceCIDR object declares any.
+    pub fn of(&self, family: IpFamily) -> Vec<IpNet> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .filter(|n| family.contains(&n.addr()))
+            .copied()
+            .collect()
+    }
+}
+
 /// One family's nftables proxier.
 pub struct NftablesMode {
     pub family: IpFamily,
     pub nftables: NftablesDataplane,
     pub conntrack: ConntrackReconciler,
+    /// The configuration with `--service-cluster-ip-range`, used when no ServiceCIDR object exists.
+    pub base_config: kube_proxy_nftables::RenderConfig,
+    pub service_cidrs: Arc<ServiceCidrs>,
 }
 
 impl Dataplane for NftablesMode {
@@ -126,6 +153,13 @@ impl Dataplane for NftablesMode {
         state: &Arc<ProxyState>,
         force_full: bool,
     ) -> Result<SyncReport, DataplaneError> {
+        // ServiceCIDR objects, when the API serves any, take precedence over --service-cluster-ip-range.
+        let from_objects = self.service_cidrs.of(self.family);
+        let mut cfg = self.base_config.clone();
+        if !from_objects.is_empty() {
+            cfg.service_cidrs = from_objects;
+        }
+        self.nftables.set_config(cfg);
         let report = match self.nftables.sync(state, force_full) {
             Ok(r) => r,
             Err(e) => {

@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube_proxy_model::IpFamily;
+
+use crate::dataplanes::ServiceCidrs;
 use kube_proxy_servers::{NamespacedName, ServersError, ServiceHealthServer};
 use kube_proxy_sources::EventRecorder;
 use kube_proxy_sync::{DataplaneError, Snapshot, SyncListener, SyncOutcome};
@@ -28,6 +30,7 @@ pub struct Listener {
     last_node: Mutex<Option<NodeInfo>>,
     /// Change totals at the previous snapshot.
     changes_seen: Mutex<(u64, u64)>,
+    service_cidrs: Arc<ServiceCidrs>,
 }
 
 impl Listener {
@@ -39,6 +42,7 @@ impl Listener {
         hc_server: Arc<ServiceHealthServer>,
         status: Arc<StatusBoard>,
         events: Option<EventRecorder>,
+        service_cidrs: Arc<ServiceCidrs>,
     ) -> Listener {
         let (hc_tx, hc_rx) = mpsc::unbounded_channel();
         tokio::spawn(health_check_task(hc_server, hc_rx, events));
@@ -50,12 +54,14 @@ impl Listener {
             hc_tx,
             last_node: Mutex::new(None),
             changes_seen: Mutex::new((0, 0)),
+            service_cidrs,
         }
     }
 }
 
 impl SyncListener for Listener {
     fn snapshot_taken(&self, snapshot: &Snapshot) {
+        self.service_cidrs.publish(&snapshot.objects);
         let info = snapshot.objects.node.as_deref().map(NodeInfo::from_node);
         let mut last = self.last_node.lock().unwrap_or_else(|e| e.into_inner());
         if *last != info {

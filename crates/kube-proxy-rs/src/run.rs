@@ -14,7 +14,7 @@ use kube_proxy_sources::{ChangeTracker, ObjectKind};
 use kube_proxy_sync::{Dataplane, Runner, RunnerConfig, ScheduleConfig};
 use kube_proxy_telemetry::{Metrics, NodeInfo, ProxyHealth, StatusBoard};
 
-use crate::dataplanes::{ConntrackReconciler, IptablesMode, IpvsMode, NftablesMode};
+use crate::dataplanes::{ConntrackReconciler, IptablesMode, IpvsMode, NftablesMode, ServiceCidrs};
 use crate::listener::Listener;
 use crate::node_addresses::{local_addresses, node_ips, NodePortSelection};
 use crate::setup;
@@ -210,6 +210,7 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
     let families = setup::usable_families(exec.as_ref());
     let conntrack: Option<Arc<dyn ConntrackOps>> = Some(Arc::new(NetlinkConntrack::new()));
     let mut dataplanes: Vec<Box<dyn Dataplane>> = Vec::new();
+    let service_cidrs = Arc::new(ServiceCidrs::default());
     let mut hc_addresses = Vec::new();
     let mut hc_all = false;
     for family in &families {
@@ -233,12 +234,14 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
             }));
         } else if cfg.mode == ProxyMode::Nftables {
             let ncfg = setup::nftables_config(&rcfg, *family, &cfg.service_cluster_ip_range);
-            let nftables = NftablesDataplane::new(*family, ncfg)
+            let nftables = NftablesDataplane::new(*family, ncfg.clone())
                 .with_context(|| format!("preparing the {family:?} nftables proxier"))?;
             dataplanes.push(Box::new(NftablesMode {
                 family: *family,
                 nftables,
                 conntrack: reconciler,
+                base_config: ncfg,
+                service_cidrs: service_cidrs.clone(),
             }));
         } else {
             let iptables = IptablesDataplane::new(exec.clone(), &ProcSysctl, *family, rcfg)
@@ -275,6 +278,7 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
         hc_server.clone(),
         status.clone(),
         events,
+        service_cidrs,
     ));
     let mut runner = Runner::new(
         tracker.clone(),

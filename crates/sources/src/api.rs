@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -45,8 +46,28 @@ pub async fn run_api_sources_with(
         watcher::Config::default()
     };
     let proxied = base.clone().labels(PROXY_LABEL_SELECTOR);
-    let this_node = base.fields(&format!("metadata.name={node_name}"));
+    let this_node = base.clone().fields(&format!("metadata.name={node_name}"));
+    let service_cidrs = {
+        let (client, tracker) = (client.clone(), tracker.clone());
+        async move {
+            if serves_service_cidrs(&client).await {
+                watch_kind(
+                    Api::<ServiceCIDR>::all(client),
+                    base,
+                    ObjectKind::ServiceCidrs,
+                    tracker,
+                    ChangeTracker::apply_service_cidr,
+                )
+                .await
+            } else {
+                tracing::info!(
+                    "the API does not serve ServiceCIDRs; using --service-cluster-ip-range"
+                );
+            }
+        }
+    };
     tokio::join!(
+        service_cidrs,
         watch_kind(
             Api::<Service>::all(client.clone()),
             proxied.clone(),
@@ -79,6 +100,20 @@ pub async fn run_api_sources_with(
             },
         ),
     );
+}
+
+/// Whether the API serves networking.k8s.io/v1 ServiceCIDRs (GA since Kubernetes 1.33).
+async fn serves_service_cidrs(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("networking.k8s.io/v1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "servicecidrs"),
+        Err(e) => {
+            tracing::debug!("discovering networking.k8s.io/v1: {e}");
+            false
+        }
+    }
 }
 
 async fn watch_kind<K, F>(

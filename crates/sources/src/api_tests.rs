@@ -247,3 +247,36 @@ async fn streaming_lists_work_too() {
     wait_for(&tracker, "update", |o| service_names(o) == ["a", "b"]).await;
     task.abort();
 }
+
+#[tokio::test]
+async fn service_cidrs_are_watched_when_served() {
+    let server = ApiServer::start().await.unwrap();
+    server
+        .apply(
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+                       "metadata": {"name": "kubernetes"},
+                       "spec": {"cidrs": ["10.96.0.0/16", "fd00:96::/112"]}}),
+        )
+        .unwrap();
+    let (tracker, task) = start(&server, ApiSourceOptions::default());
+    let v4 = |o: &ClusterObjects| o.service_cidr_ranges(kube_proxy_model::IpFamily::V4);
+    wait_for(&tracker, "the first ServiceCIDR", |o| {
+        v4(o) == vec!["10.96.0.0/16".parse().unwrap()]
+    })
+    .await;
+    let v6 = tracker
+        .peek()
+        .service_cidr_ranges(kube_proxy_model::IpFamily::V6);
+    assert_eq!(v6.len(), 1);
+    assert_eq!(v6[0].to_string(), "fd00:96::/112");
+    server
+        .apply(
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+                       "metadata": {"name": "extra"}, "spec": {"cidrs": ["10.97.0.0/16"]}}),
+        )
+        .unwrap();
+    wait_for(&tracker, "a second ServiceCIDR", |o| v4(o).len() == 2).await;
+    server.delete(Kind::ServiceCidr, "", "extra");
+    wait_for(&tracker, "the second one deleted", |o| v4(o).len() == 1).await;
+    task.abort();
+}

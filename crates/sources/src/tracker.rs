@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_proxy_model::{ClusterObjects, ObjectKey};
 use tokio::sync::Notify;
@@ -21,6 +22,8 @@ pub enum ObjectKind {
     Services,
     EndpointSlices,
     Node,
+    /// Optional: watched only where the API serves networking.k8s.io/v1 ServiceCIDRs; never gates readiness.
+    ServiceCidrs,
 }
 
 impl ObjectKind {
@@ -264,6 +267,36 @@ impl ChangeTracker {
                 changed.into_iter().for_each(|s| inner.slice_changed(s));
                 Self::synced(&mut inner, ObjectKind::EndpointSlices);
             }
+        }
+        self.wake(before, &inner);
+    }
+
+    /// Applies a ServiceCIDR change (an optional kind: it never gates readiness).
+    pub fn apply_service_cidr(&self, change: Change<ServiceCIDR>) {
+        let mut inner = self.lock();
+        let before = inner.generation;
+        let mut map = inner.objects.service_cidrs.clone();
+        match change {
+            Change::Apply(o) => {
+                if let Some(name) = o.metadata.name.clone() {
+                    map.insert(name, Arc::new(o));
+                }
+            }
+            Change::Delete(o) => {
+                if let Some(name) = &o.metadata.name {
+                    map.remove(name);
+                }
+            }
+            Change::Replace(list) => {
+                map = list
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name.clone().map(|n| (n, Arc::new(o))))
+                    .collect();
+            }
+        }
+        if map != inner.objects.service_cidrs {
+            inner.objects.service_cidrs = map;
+            inner.queued();
         }
         self.wake(before, &inner);
     }
