@@ -249,6 +249,10 @@ pub struct ProxyFlags {
     /// Ours: the Service cluster IP range(s), comma-separated.
     #[arg(long = "service-cluster-ip-range", value_delimiter = ',', value_parser = parse_cidr, action = clap::ArgAction::Append)]
     pub service_cluster_ip_range: Option<Vec<IpNet>>,
+    /// Ours: in userspace mode, bind the listeners on the service addresses themselves (local routes deliver
+    /// them; no NAT rules at all) instead of on ephemeral ports behind REDIRECT/DNAT rules.
+    #[arg(long = "userspace-bind-vips", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub userspace_bind_vips: Option<bool>,
 }
 
 /// Turns a pflag string-slice value into a list: a lone empty value means an empty list.

@@ -143,6 +143,8 @@ pub struct ProxyConfig {
     pub iptables_backend: IptablesBackend,
     /// Ours: the Service cluster IP ranges.
     pub service_cluster_ip_range: Vec<IpNet>,
+    /// Ours: userspace mode binds its listeners on the service addresses (no NAT rules).
+    pub userspace_bind_vips: bool,
 }
 
 fn std_dur(d: GoDuration) -> Duration {
@@ -251,6 +253,7 @@ impl ProxyConfig {
             manifests: flags.manifests.clone(),
             iptables_backend: flags.iptables_backend.unwrap_or_default(),
             service_cluster_ip_range: flags.service_cluster_ip_range.clone().unwrap_or_default(),
+            userspace_bind_vips: flags.userspace_bind_vips.unwrap_or(false),
         }
     }
 }

@@ -112,6 +112,7 @@ fn typed_defaults_without_flags() {
     assert_eq!(c.client.kubeconfig, None);
     assert_eq!(c.verbosity, 0);
     assert_eq!(c.iptables_backend, IptablesBackend::Auto);
+    assert!(!c.userspace_bind_vips);
     assert!(!c.cleanup && !c.init_only);
     assert_eq!(c.hostname_override, None);
     // Platform defaults show in the effective v1alpha1 object.

@@ -211,6 +211,7 @@ fn some_flags_still_apply_over_the_file() {
             "--manifests=/m",
             "--iptables-backend=nft",
             "--service-cluster-ip-range=10.96.0.0/12",
+            "--userspace-bind-vips",
         ],
     )
     .unwrap();
@@ -223,6 +224,7 @@ fn some_flags_still_apply_over_the_file() {
     assert_eq!(c.manifests.as_deref(), Some("/m".as_ref()));
     assert_eq!(c.iptables_backend, kube_proxy_config::IptablesBackend::Nft);
     assert_eq!(c.service_cluster_ip_range.len(), 1);
+    assert!(c.userspace_bind_vips);
     assert_eq!(l.raw.hostname_override, "node-9");
     assert_eq!(l.raw.logging.verbosity, 7);
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);

@@ -206,6 +206,13 @@ fn every_flag_lands_in_its_field() {
         (&["--iptables-backend=nft"], |c| {
             c.iptables_backend == IptablesBackend::Nft
         }),
+        (&["--userspace-bind-vips"], |c| c.userspace_bind_vips),
+        (&["--userspace-bind-vips=true"], |c| c.userspace_bind_vips),
+        (&["--userspace-bind-vips=false"], |c| !c.userspace_bind_vips),
+        (
+            &["--userspace-bind-vips=1", "--userspace-bind-vips=F"],
+            |c| !c.userspace_bind_vips,
+        ),
         (
             &["--service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112"],
             |c| {
@@ -261,6 +268,7 @@ fn bad_flag_values_are_parse_errors() {
         &["--oom-score-adj=lots"],
         &["--feature-gates=NoValue"],
         &["--iptables-backend=other"],
+        &["--userspace-bind-vips=yes"],
         &["--service-cluster-ip-range=10.96.0.0/99"],
         &["--no-such-flag"],
     ] {
