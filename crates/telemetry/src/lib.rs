@@ -21,7 +21,7 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::TelemetryError;
 pub use health::{FamilyHealth, HealthStatus, NodeInfo, ProxyHealth, TO_BE_DELETED_TAINT};
 pub use metrics::{
-    family_label, Metrics, SyncKind, TrafficPolicy, OPENMETRICS_CONTENT_TYPE,
-    PROMETHEUS_TEXT_CONTENT_TYPE,
+    family_label, Metrics, SyncKind, TrafficPolicy, UserspaceCollector, UserspaceServiceSample,
+    OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,
 };
 pub use status::{FamilyStatus, ServiceStatus, StatusBoard, StatusSnapshot};

@@ -3,7 +3,9 @@
 //! `kubeproxy_rs_*` extras. Covered: sync durations (all/full/partial), last sync and last queued timestamps,
 //! network programming latency, pending/total service and endpoint changes, iptables rule counts and
 //! restore failures, nftables sync/cleanup failures, no-local-endpoints gauges, healthz/livez response counts,
-//! conntrack reconciler duration and deletions, and the iptables nfacct packet counters.
+//! conntrack reconciler duration and deletions, and the iptables nfacct packet counters. Collectors added
+//! later ([`Metrics::register_collector`], e.g. the userspace proxy's per-service [`UserspaceCollector`]) are
+//! read on every scrape.
 //!
 //! prometheus-client appends `_total` to counter names, so counters are registered without that suffix and
 //! the exposed sample names equal upstream's. Gauges whose upstream name ends in `_total` keep it. This module
@@ -12,12 +14,14 @@
 mod nfacct;
 mod register;
 mod text;
+mod userspace;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube_proxy_model::IpFamily;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,6 +32,7 @@ use prometheus_client::registry::Registry;
 use crate::TelemetryError;
 
 pub use text::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+pub use userspace::{UserspaceCollector, UserspaceServiceSample};
 
 /// Whether a sync rewrote everything or only what changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +141,13 @@ pub struct Metrics {
     conntrack_deleted_entries: Family<FamilyLabels, Counter>,
     nfacct: Arc<nfacct::NfacctPackets>,
     rs_sync_failures: Family<ModeLabels, Counter>,
+    added: AddedCollectors,
 }
+
+/// Collectors added after construction, each in its own registry (the main one is fixed once built, and a
+/// collector cannot hand its encoder on to others), encoded after the main registry.
+#[derive(Debug, Default)]
+struct AddedCollectors(RwLock<Vec<Registry>>);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -179,6 +190,7 @@ impl Metrics {
             conntrack_deleted_entries: Family::default(),
             nfacct: Arc::default(),
             rs_sync_failures: Family::default(),
+            added: AddedCollectors::default(),
             registry: Registry::default(),
         };
         register::register_all(&mut registry, &m);
@@ -340,10 +352,33 @@ impl Metrics {
         self.rs_sync_failures.get_or_create(&l).inc();
     }
 
+    /// Adds a collector whose output is read on every scrape (e.g. [`UserspaceCollector`]). Its metric names must
+    /// not clash with any other's.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        let mut registry = Registry::default();
+        registry.register_collector(collector);
+        self.added
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(registry);
+    }
+
     /// The registry as OpenMetrics text (ends with `# EOF`), served with [`OPENMETRICS_CONTENT_TYPE`].
     pub fn encode_openmetrics(&self) -> Result<String, TelemetryError> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        encode_registry(&mut out, &self.registry)?;
+        for r in self
+            .added
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            encode_registry(&mut out, r)?;
+        }
+        encode_eof(&mut out)?;
         Ok(out)
     }
 
@@ -353,7 +388,8 @@ impl Metrics {
         Ok(text::openmetrics_to_prometheus(&self.encode_openmetrics()?))
     }
 
-    /// The underlying registry, for callers that want to add their own collectors' output.
+    /// The underlying registry, for callers that want to add their own collectors' output (without the
+    /// collectors added by [`Metrics::register_collector`]).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
