@@ -32,11 +32,20 @@ copy_with_libs() {
   done
 }
 
+# Debug builds carry hundreds of MB of debug info that the guest (whose RAM holds the whole image) does not
+# need: strip it from the copies (VMTEST_STRIP=0 keeps it).
+strip_copy() {
+  if [ "${VMTEST_STRIP:-1}" != 0 ] && command -v strip >/dev/null && head -c4 "$1" | grep -q ELF; then
+    strip --strip-debug "$1" 2>/dev/null || true
+  fi
+}
 copy_with_libs "$bin" /guest/test-binary
+strip_copy "$root/guest/test-binary"
 # Extra executables or files the test needs, at their host paths (e.g. a binary a cargo test runs through
 # CARGO_BIN_EXE_*, whose absolute path is compiled into the test).
 for extra in ${VMTEST_EXTRA_FILES:-}; do
   copy_with_libs "$(readlink -f "$extra")" "$(readlink -f "$extra")"
+  strip_copy "$root/$(readlink -f "$extra")"
 done
 for tool in /usr/bin/ip /usr/sbin/ipset /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/nft /usr/sbin/conntrack /usr/sbin/ipvsadm; do
   if [ -x "$tool" ]; then copy_with_libs "$tool"; fi
@@ -59,12 +68,17 @@ if [ -d /usr/lib/x86_64-linux-gnu/xtables ]; then
 fi
 # iptables looks protocols up by name.
 if [ -f /etc/protocols ]; then cp /etc/protocols "$root/etc/"; fi
+# The proxy's API client loads the system's root certificates at start-up, even for a plain-HTTP --master.
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  mkdir -p "$root/etc/ssl/certs"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+fi
 
 modules="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_sh ip_vs_dh ip_vs_sed ip_vs_nq
-  nf_conntrack nf_conntrack_netlink dummy veth
+  nf_conntrack nf_conntrack_netlink dummy veth bridge
   ip_set ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip ip_set_hash_ipportnet ip_set_hash_net ip_set_bitmap_port
   x_tables ip_tables ip6_tables iptable_nat iptable_filter iptable_mangle ip6table_nat ip6table_filter ip6table_mangle
-  xt_set xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_conntrack xt_nat xt_tcpudp xt_physdev xt_ipvs ipt_REJECT ip6t_REJECT
+  xt_set xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_conntrack xt_nat xt_tcpudp xt_physdev xt_ipvs xt_multiport xt_statistic xt_recent ipt_REJECT ip6t_REJECT
   nf_tables nft_compat nft_chain_nat nft_ct nft_nat nft_masq nft_reject_inet nft_reject_ipv4"
 : > "$root/modules.list"
 for m in $modules; do

@@ -1,10 +1,13 @@
 //! Runs a test binary inside a qemu guest (Debian's kernel, TCG) through `scripts/vm/run.sh`, and reads back
 //! what it reported.
 //!
-//! The guest side prints `VMTEST-CASE <name> pass|fail <detail>` per scenario and the init prints
-//! `VMTEST-RESULT rc=N`; [`run_in_vm`] parses both. Nothing here runs inside the guest.
+//! The guest side prints `VMTEST-CASE <name> pass|fail <detail>` per scenario (or, for a cargo test executable,
+//! libtest's `test <name> ... ok|FAILED` lines) and the init prints `VMTEST-RESULT rc=N`; [`run_in_vm`] and
+//! [`run_in_vm_with`] parse them. [`cargo_build`] finds the host executables a guest run needs. Nothing here
+//! runs inside the guest.
 #![forbid(unsafe_code)]
 
+pub mod cargo_build;
 pub mod guest;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,21 @@ pub enum VmError {
     },
     #[error("the VM could not be prepared: {0}")]
     Prepare(String),
+    #[error("building the guest's test executables: {0}")]
+    BuildExecutables(String),
+}
+
+/// Extra settings of a guest run (see `scripts/vm/run.sh`).
+#[derive(Clone, Debug, Default)]
+pub struct VmOptions {
+    /// Files copied into the guest at their host paths, with their libraries (`VMTEST_EXTRA_FILES`).
+    pub extra_files: Vec<PathBuf>,
+    /// `NAME=VALUE` pairs exported in the guest before the binary runs (`VMTEST_GUEST_ENV`).
+    pub guest_env: Vec<(String, String)>,
+    /// Where the initramfs and console log go (`VMTEST_WORKDIR`); the runner's default when `None`.
+    pub workdir: Option<PathBuf>,
+    /// Seconds before qemu is killed (`VMTEST_TIMEOUT`); the runner's default when `None`.
+    pub timeout_secs: Option<u32>,
 }
 
 /// One scenario's result as the guest reported it.
@@ -69,9 +87,26 @@ pub fn parse_console(console: &str) -> VmOutcome {
                 passed,
                 detail,
             });
+        } else if let Some(case) = parse_libtest_line(line) {
+            out.cases.push(case);
         }
     }
     out
+}
+
+/// libtest's per-test line, `test NAME ... ok` or `test NAME ... FAILED` (ignored tests are not cases).
+fn parse_libtest_line(line: &str) -> Option<CaseResult> {
+    let (name, verdict) = line.strip_prefix("test ")?.split_once(" ... ")?;
+    let passed = match verdict.trim() {
+        "ok" => true,
+        "FAILED" => false,
+        _ => return None,
+    };
+    Some(CaseResult {
+        name: name.trim().to_string(),
+        passed,
+        detail: String::new(),
+    })
 }
 
 /// The repository's `scripts/vm/run.sh`.
@@ -83,16 +118,44 @@ pub fn runner_script() -> PathBuf {
 /// runner could not set the VM up at all (missing packages or kernel); a guest that hangs or fails is an `Ok`
 /// outcome whose [`VmOutcome::passed`] is false.
 pub fn run_in_vm(binary: &Path, args: &[&str]) -> Result<VmOutcome, VmError> {
+    run_in_vm_with(binary, args, &VmOptions::default())
+}
+
+/// [`run_in_vm`] with extra files, guest environment and a work directory.
+pub fn run_in_vm_with(
+    binary: &Path,
+    args: &[&str],
+    opts: &VmOptions,
+) -> Result<VmOutcome, VmError> {
     let script = runner_script();
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg(binary)
-        .args(args)
-        .output()
-        .map_err(|source| VmError::SpawnRunner {
-            script: script.clone(),
-            source,
-        })?;
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(binary).args(args);
+    if !opts.extra_files.is_empty() {
+        let files: Vec<String> = opts
+            .extra_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        cmd.env("VMTEST_EXTRA_FILES", files.join(" "));
+    }
+    if !opts.guest_env.is_empty() {
+        let env: Vec<String> = opts
+            .guest_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        cmd.env("VMTEST_GUEST_ENV", env.join(" "));
+    }
+    if let Some(dir) = &opts.workdir {
+        cmd.env("VMTEST_WORKDIR", dir);
+    }
+    if let Some(t) = opts.timeout_secs {
+        cmd.env("VMTEST_TIMEOUT", t.to_string());
+    }
+    let output = cmd.output().map_err(|source| VmError::SpawnRunner {
+        script: script.clone(),
+        source,
+    })?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if output.status.code() == Some(2) {
         return Err(VmError::Prepare(format!(
@@ -117,6 +180,22 @@ mod tests {
         assert_eq!(o.cases.len(), 2);
         assert!(o.cases[0].passed);
         assert_eq!(o.cases[1].detail, "expected 2 got 3");
+        assert!(!o.passed());
+    }
+
+    #[test]
+    fn parses_libtest_lines() {
+        let o = parse_console(
+            "running 3 tests\ntest ipvs_a ... ok\r\ntest ipvs_b ... FAILED\ntest other ... ignored\n\
+             test result: FAILED. 1 passed; 1 failed\nVMTEST-RESULT rc=101\n",
+        );
+        let names: Vec<(&str, bool)> = o
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.passed))
+            .collect();
+        assert_eq!(names, vec![("ipvs_a", true), ("ipvs_b", false)]);
+        assert_eq!(o.guest_rc, Some(101));
         assert!(!o.passed());
     }
 

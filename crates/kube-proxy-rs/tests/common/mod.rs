@@ -30,6 +30,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1500);
 pub enum Mode {
     Iptables,
     Nftables,
+    /// Only inside the qemu guest (see [`in_vm_guest`]): this host's kernel has no IPVS.
+    Ipvs,
 }
 
 impl Mode {
@@ -37,16 +39,34 @@ impl Mode {
         match self {
             Mode::Iptables => "iptables",
             Mode::Nftables => "nftables",
+            Mode::Ipvs => "ipvs",
         }
     }
 
-    /// What every per-service chain name starts with.
+    /// What every per-service chain name starts with; IPVS has no per-service chains, so there it is the
+    /// start of an `ipvsadm -Ln` TCP virtual-server line.
     pub fn service_chain_prefix(self) -> &'static str {
         match self {
             Mode::Iptables => "KUBE-SVC-",
             Mode::Nftables => "service-",
+            Mode::Ipvs => "TCP  ",
         }
     }
+}
+
+/// The variable the VM runner sets in the qemu guest (`scripts/vm/run.sh` via `VMTEST_GUEST_ENV`).
+pub const IN_VM_ENV: &str = "KPRS_IN_VM";
+
+/// Whether an IPVS test may run: true inside the guest (`KPRS_IN_VM=1`, and root). The IPVS tests are
+/// `#[ignore]`d so that the host never counts them as passed; run there by hand with `--ignored`, they fail
+/// with a pointer to the VM test that runs them (`cargo test -p kube-proxy-vmtest --test e2e_ipvs_in_vm`).
+pub fn in_vm_guest(test: &str) -> bool {
+    assert!(
+        std::env::var(IN_VM_ENV).as_deref() == Ok("1"),
+        "{test} needs a kernel with IPVS and runs only inside the qemu guest ({IN_VM_ENV}=1); on this host run \
+         `cargo test -p kube-proxy-vmtest --test e2e_ipvs_in_vm`"
+    );
+    privileged(test)
 }
 
 /// The cluster under test.
@@ -161,6 +181,8 @@ impl Cluster {
             "10.244.0.0/16,fd00:10:244::/56",
             "--iptables-min-sync-period",
             "100ms",
+            "--ipvs-min-sync-period",
+            "100ms",
             "--conntrack-max-per-core=0",
             "--v=4",
         ])
@@ -203,10 +225,18 @@ impl Cluster {
         self.topo.pod(name).ip(family)
     }
 
-    /// node1's rules of `mode` as text: `iptables-save` or `nft list table`.
+    /// node1's rules of `mode` as text: `iptables-save`, `nft list table`, or for IPVS the virtual servers
+    /// (`ipvsadm -Ln` without the connection counters), `ipset save` (without the random `initval`) and
+    /// `iptables-save`.
     pub fn rules(&self, mode: Mode, family: Family) -> String {
         match mode {
             Mode::Iptables => self.save(family),
+            Mode::Ipvs => format!(
+                "{}{}{}",
+                ipvs_listing(&self.topo.node1.exec_ok(&["ipvsadm", "-Ln"]).unwrap()),
+                ipset_listing(&self.topo.node1.exec_ok(&["ipset", "save"]).unwrap()),
+                self.save(family)
+            ),
             Mode::Nftables => {
                 let fam = if family == Family::V4 { "ip" } else { "ip6" };
                 self.topo
@@ -305,6 +335,36 @@ impl Cluster {
             );
         }
     }
+}
+
+/// `ipvsadm -Ln` output without the ActiveConn/InActConn columns of real-server lines (they change with
+/// traffic), so two listings compare by configuration.
+fn ipvs_listing(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            if l.trim_start().starts_with("->") && !l.contains("RemoteAddress") {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols[..cols.len().min(4)].join(" ")
+            } else {
+                l.to_string()
+            }
+        })
+        .fold(String::new(), |acc, l| acc + &l + "\n")
+}
+
+/// `ipset save` output of the KUBE sets without `initval` (random for each created set; the proxy swaps in
+/// freshly created sets).
+fn ipset_listing(out: &str) -> String {
+    out.lines()
+        .filter(|l| l.contains(" KUBE-"))
+        .map(|l| {
+            let mut cols: Vec<&str> = l.split_whitespace().collect();
+            if let Some(i) = cols.iter().position(|c| *c == "initval") {
+                cols.drain(i..(i + 2).min(cols.len()));
+            }
+            cols.join(" ")
+        })
+        .fold(String::new(), |acc, l| acc + &l + "\n")
 }
 
 fn tail(s: &str, n: usize) -> String {
