@@ -20,12 +20,10 @@ use kube_proxy_userspace::{Addressing, UserspaceConfig, UserspaceProxy};
 
 use crate::node_addresses::{resolve_nodeport_addresses, NodePortSelection};
 
+mod service_metrics;
 mod stale_flows;
+pub use service_metrics::register_service_metrics;
 use stale_flows::{stale_udp_flows, udp_portals, UdpPortals};
-
-/// Set to `1` or `true` to bind listeners on the service addresses themselves (no NAT rules; local routes deliver
-/// the addresses). Stands in for a `--userspace-bind-vips` flag until the configuration has one.
-pub const BIND_VIPS_ENV: &str = "KUBE_PROXY_RS_USERSPACE_BIND_VIPS";
 
 /// Why a userspace sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +63,6 @@ pub struct UserspaceMode {
     /// The UDP portals after the last successful stale-flow pass.
     udp_cleaned: Option<UdpPortals>,
     metrics: Arc<Metrics>,
-}
-
-/// Whether [`BIND_VIPS_ENV`] asks for bind-VIPs addressing.
-pub fn bind_vips_requested() -> bool {
-    std::env::var(BIND_VIPS_ENV)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-        .unwrap_or(false)
 }
 
 /// One family's proxy and delivery settings.
@@ -219,8 +210,7 @@ impl UserspaceMode {
         }
     }
 
-    /// The proxy (for its per-service metrics; not yet published).
-    #[allow(dead_code)]
+    /// The proxy (its portals and per-service counters).
     pub fn proxy(&self) -> &Arc<UserspaceProxy> {
         &self.proxy
     }
@@ -285,8 +275,9 @@ impl Dataplane for UserspaceMode {
     }
 }
 
-/// The userspace dataplanes of `families`: addressing from [`BIND_VIPS_ENV`], NodePort addresses from the
-/// configuration. Must be called inside the Tokio runtime.
+/// The userspace dataplanes of `families`: addressing from `--userspace-bind-vips`, NodePort addresses from the
+/// configuration; their per-service counters are registered on `metrics`. Must be called inside the Tokio
+/// runtime.
 pub fn userspace_dataplanes(
     families: &[IpFamily],
     cfg: &ProxyConfig,
@@ -296,7 +287,7 @@ pub fn userspace_dataplanes(
     seams: &Seams,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Vec<Box<dyn Dataplane>>> {
-    let bind_vips = bind_vips_requested();
+    let bind_vips = cfg.userspace_bind_vips;
     tracing::info!(
         bind_vips,
         "userspace proxy: listeners {}",
@@ -307,6 +298,7 @@ pub fn userspace_dataplanes(
         }
     );
     let mut out: Vec<Box<dyn Dataplane>> = Vec::new();
+    let mut proxies = Vec::new();
     for family in families {
         let node_ports = resolve_nodeport_addresses(
             &cfg.node_port_addresses,
@@ -315,14 +307,11 @@ pub fn userspace_dataplanes(
             node_ips,
         );
         let s = settings(*family, bind_vips, node_ips, local_addresses, &node_ports);
-        out.push(Box::new(UserspaceMode::new(
-            *family,
-            node_name,
-            s,
-            seams,
-            metrics.clone(),
-        )));
+        let mode = UserspaceMode::new(*family, node_name, s, seams, metrics.clone());
+        proxies.push((*family, mode.proxy().clone()));
+        out.push(Box::new(mode));
     }
+    register_service_metrics(&metrics, proxies);
     Ok(out)
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end: the real binary in `--proxy-mode userspace`, driven through `--master` by the test API server,
 //! with real traffic between network namespaces; once behind REDIRECT/DNAT rules and once with bind-VIPs
-//! addressing (listeners on the service addresses, local routes, no NAT). Source-IP preservation is the
+//! addressing (`--userspace-bind-vips`: listeners on the service addresses, local routes, no NAT), with the
+//! per-service counters checked on node1's /metrics. Source-IP preservation is the
 //! documented exception of this mode: backends see node1's address. Root only; fails (not skips) when CI=true
 //! and not root.
 
@@ -8,10 +9,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use common::objects::{ep, service, slice};
-use common::{privileged, sa, tcp, tcp_backends, udp, Cluster, Proxy};
+use common::{privileged, sa, tcp, tcp_backends, udp, Cluster};
 use kube_proxy_testkit::apiserver::Kind;
 use kube_proxy_testkit::netns::Family;
 use serde_json::json;
@@ -23,9 +23,6 @@ const C6: &str = "fd00:10:244:2::a"; // pod-c's IPv6 address
 const NODE1: &str = "10.100.0.1";
 /// node2's LAN address: nothing listens on the pods' port there, so connections to it are refused.
 const DEAD: &str = "10.100.0.2";
-
-/// Stands in for a `--userspace-bind-vips` flag (see the binary's `userspace_mode::BIND_VIPS_ENV`).
-const BIND_VIPS_ENV: &str = "KUBE_PROXY_RS_USERSPACE_BIND_VIPS";
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
@@ -96,44 +93,65 @@ fn load_scenarios(c: &Cluster) {
     c.apply(slice("web6", "web6-v6", "IPv6", "TCP", &[ep(C6, "node2")]));
 }
 
-/// Starts the proxy in node1 in userspace mode, with the flags of [`Cluster::start_proxy`], and bind-VIPs
-/// addressing when asked.
+/// Starts the proxy in node1 in userspace mode, with bind-VIPs addressing when asked.
 fn start_userspace(c: &Cluster, bind_vips: bool) {
-    if !bind_vips {
-        c.start_proxy(&["--proxy-mode", "userspace"]);
-        return;
-    }
-    let log = std::env::temp_dir().join(format!(
-        "kprs-e2e-us-{}-{}.log",
-        std::process::id(),
-        c.topo.node1.name()
-    ));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-proxy-rs"));
-    cmd.args([
-        "--master",
-        &c.api.url(),
-        "--hostname-override",
-        "node1",
-        "--cluster-cidr",
-        "10.244.0.0/16,fd00:10:244::/56",
-        "--iptables-min-sync-period",
-        "100ms",
-        "--conntrack-max-per-core=0",
-        "--v=4",
-        "--proxy-mode",
-        "userspace",
+    let bind = format!("--userspace-bind-vips={bind_vips}");
+    c.start_proxy(&["--proxy-mode", "userspace", &bind]);
+}
+
+/// node1's /metrics as seen from inside node1 (empty when not reachable).
+fn scrape(node1: &kube_proxy_testkit::netns::Netns) -> String {
+    use std::io::{Read, Write};
+    let addr = sa("127.0.0.1", 10249);
+    node1
+        .run_in(|| {
+            let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, common::REQUEST_TIMEOUT)
+            else {
+                return String::new();
+            };
+            let _ = s.set_read_timeout(Some(common::REQUEST_TIMEOUT));
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+        .unwrap_or_default()
+}
+
+/// The value of the sample `series` (name and label set, exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The userspace counters of service port `e2e/dead:p`: accepted, bytes in, bytes out, active, dial failures.
+fn dead_counters(text: &str) -> Option<[f64; 5]> {
+    let l = r#"ip_family="IPv4",service="e2e/dead:p",protocol="TCP""#;
+    Some([
+        sample(
+            text,
+            &format!("kubeproxy_rs_userspace_accepted_connections_total{{{l}}}"),
+        )?,
+        sample(
+            text,
+            &format!("kubeproxy_rs_userspace_bytes_total{{{l},direction=\"in\"}}"),
+        )?,
+        sample(
+            text,
+            &format!("kubeproxy_rs_userspace_bytes_total{{{l},direction=\"out\"}}"),
+        )?,
+        sample(
+            text,
+            &format!("kubeproxy_rs_userspace_active_connections{{{l}}}"),
+        )?,
+        sample(
+            text,
+            &format!("kubeproxy_rs_userspace_dial_failures_total{{{l}}}"),
+        )?,
     ])
-    .env(BIND_VIPS_ENV, "1")
-    .env("RUST_LOG", "info,kube_proxy_sync=debug")
-    .stdout(Stdio::null())
-    .stderr(Stdio::from(file));
-    let child = c
-        .topo
-        .node1
-        .spawn(&mut cmd)
-        .expect("starting kube-proxy-rs");
-    *c.proxy.lock().unwrap() = Some(Proxy { child, log });
 }
 
 #[test]
@@ -176,6 +194,30 @@ fn service_semantics(bind_vips: bool) {
     );
     c.check("dead endpoint: every connection succeeds", || {
         (0..12).all(|_| matches!(tcp(pod_b, sa("10.96.0.30", 80)), Ok(r) if r.backend == "pod-a"))
+    });
+    // The dead endpoint's failures and the relayed traffic show on /metrics, read at scrape time.
+    c.check("dead: dial failures and the failed endpoint on /metrics", || {
+        let text = scrape(node1);
+        let failed = format!(
+            r#"kubeproxy_rs_userspace_endpoint_dial_failures_total{{ip_family="IPv4",service="e2e/dead:p",protocol="TCP",endpoint="{DEAD}:8080"}}"#
+        );
+        matches!(dead_counters(&text), Some([accepted, .., dials]) if accepted >= 12.0 && dials >= 1.0)
+            && sample(&text, &failed).is_some_and(|v| v >= 1.0)
+    });
+    let before = dead_counters(&scrape(node1));
+    assert!(
+        before.is_some(),
+        "e2e/dead:p counters on /metrics:\n{}",
+        scrape(node1)
+    );
+    let [accepted, bytes_in, bytes_out, _, _] = before.unwrap();
+    assert!(
+        (0..3).all(|_| tcp(pod_b, sa("10.96.0.30", 80)).is_ok()),
+        "three more connections to dead"
+    );
+    c.check("dead: counters moved with three more connections", || {
+        matches!(dead_counters(&scrape(node1)), Some([a, i, o, active, _])
+            if a >= accepted + 3.0 && i > bytes_in && o > bytes_out && active == 0.0)
     });
     c.check("sticky sticks for each client", || {
         tcp_backends(pod_a, sa("10.96.0.21", 80), 15).len() == 1

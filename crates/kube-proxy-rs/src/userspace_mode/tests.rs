@@ -117,6 +117,7 @@ fn sync_serves_portals_and_points_the_rules_at_the_listeners() {
         &[ip("127.0.0.1")],
         &NodePortSelection::Ips(vec![]),
     );
+    let metrics = Arc::new(Metrics::new());
     let mut mode = {
         let _guard = rt.enter();
         UserspaceMode::new(
@@ -128,9 +129,18 @@ fn sync_serves_portals_and_points_the_rules_at_the_listeners() {
                 routes: Arc::new(NoRoutes),
                 conntrack: Some(conntrack.clone()),
             },
-            Arc::new(Metrics::new()),
+            metrics.clone(),
         )
     };
+    register_service_metrics(&metrics, vec![(IpFamily::V4, mode.proxy().clone())]);
+    let userspace_series = || {
+        let text = metrics.encode_openmetrics().unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("kubeproxy_rs_userspace_active_connections{"))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(userspace_series().is_empty());
     let services = [
         ("web", "10.96.0.10", Protocol::Tcp),
         ("dns", "10.96.0.53", Protocol::Udp),
@@ -138,6 +148,14 @@ fn sync_serves_portals_and_points_the_rules_at_the_listeners() {
     let report = mode.sync(&state(&services), true).unwrap();
     assert_eq!(report.counts[0], ("listeners".to_string(), 2));
     assert_eq!(conntrack.deleted(), vec![stale]);
+    // Every served port shows on /metrics.
+    assert_eq!(
+        userspace_series(),
+        vec![
+            r#"kubeproxy_rs_userspace_active_connections{ip_family="IPv4",service="ns/dns:p",protocol="UDP"}"#,
+            r#"kubeproxy_rs_userspace_active_connections{ip_family="IPv4",service="ns/web:p",protocol="TCP"}"#,
+        ]
+    );
     let portals = mode.proxy().portals();
     let listen = portals
         .iter()
@@ -169,6 +187,7 @@ fn sync_serves_portals_and_points_the_rules_at_the_listeners() {
     assert!(mode.sync(&Arc::new(v6), false).is_err());
     mode.sync(&state(&[]), false).unwrap();
     assert!(mode.proxy().portals().is_empty());
+    assert!(userspace_series().is_empty());
     assert!(chain(redirect::KUBE_PORTALS_CONTAINER).is_empty());
     assert!(std::net::TcpStream::connect(listen).is_err());
 }
