@@ -28,6 +28,7 @@ command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v ipset >/dev/null || need_pkgs+=(ipset)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
 command -v ipvsadm >/dev/null || need_pkgs+=(ipvsadm) # only to compare our listing with ipvsadm's in the guest
+command -v strip >/dev/null || need_pkgs+=(binutils) # strips debug info from the binaries copied into the guest
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need_pkgs+=(linux-image-cloud-amd64)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "${VMTEST_NO_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -599,9 +599,20 @@ fn follows_changes_restarts_and_repairs(mode: Mode) {
 
 #[test]
 fn iptables_masquerade_all_and_health_check_node_port() {
-    if !privileged("iptables_masquerade_all_and_health_check_node_port") {
-        return;
+    if privileged("iptables_masquerade_all_and_health_check_node_port") {
+        masquerade_all_and_health_check_node_port(Mode::Iptables);
     }
+}
+
+#[test]
+#[ignore = "needs IPVS: runs in the qemu guest (cargo test -p kube-proxy-vmtest --test e2e_ipvs_in_vm)"]
+fn ipvs_masquerade_all_and_health_check_node_port() {
+    if in_vm_guest("ipvs_masquerade_all_and_health_check_node_port") {
+        masquerade_all_and_health_check_node_port(Mode::Ipvs);
+    }
+}
+
+fn masquerade_all_and_health_check_node_port(mode: Mode) {
     let c = Cluster::new();
     c.apply(service("web", "10.96.0.10", 80, "TCP", json!({})));
     c.apply(slice("web", "web-1", "IPv4", "TCP", &[ep(C, "node2")]));
@@ -621,7 +632,7 @@ fn iptables_masquerade_all_and_health_check_node_port() {
         "TCP",
         &[ep(A, "node1"), ep(C, "node2")],
     ));
-    c.start_proxy(&["--masquerade-all"]);
+    c.start_proxy(&["--proxy-mode", mode.name(), "--masquerade-all"]);
     let pod_a = c.pod("pod-a");
     // With masqueradeAll even pod-to-service traffic is masqueraded (pod-c sees node1's address).
     c.wait_until("web masqueraded", || {

@@ -10,9 +10,10 @@ use kube_proxy_vmtest::cargo_build::build_integration_test;
 use kube_proxy_vmtest::{run_in_vm_with, VmError, VmOptions};
 
 /// The IPVS tests of `e2e_modes.rs` that must run and pass in the guest.
-const EXPECTED: [&str; 2] = [
+const EXPECTED: [&str; 3] = [
     "ipvs_service_semantics",
     "ipvs_follows_changes_restarts_and_repairs",
+    "ipvs_masquerade_all_and_health_check_node_port",
 ];
 
 fn in_ci() -> bool {
