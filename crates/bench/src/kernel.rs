@@ -108,8 +108,32 @@ impl<'a> Kernel<'a> {
                     .take_while(|c| !matches!(c, '"' | ',' | ' ' | '\n' | '}'))
                     .collect();
                 let text = self.run_or_empty(&["nft", "list", "chain", "ip", "kube-proxy", &chain]);
-                count(&text, "goto endpoint-") + count(&text, "goto \"endpoint-") == *endpoints
+                nft_endpoint_count(&text) == Some(*endpoints)
             }
         }
+    }
+}
+
+/// Endpoints a listed nftables service chain picks among: `N` of a `numgen random mod N offset B map @backends…`
+/// rule (data-only endpoint selection), else the number of `goto endpoint-…` jumps (chain per endpoint).
+pub fn nft_endpoint_count(chain: &str) -> Option<usize> {
+    if let Some(line) = chain.lines().find(|l| l.contains("map @backends")) {
+        let rest = line.split("numgen random mod ").nth(1)?;
+        return rest.split_whitespace().next()?.parse().ok();
+    }
+    Some(count(chain, "goto endpoint-") + count(chain, "goto \"endpoint-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nft_endpoint_counts_in_both_layouts() {
+        let data_only = "table ip kube-proxy {\n\tchain service-X {\n\t\tmeta l4proto tcp dnat ip to numgen random mod 3 offset 1 map @backends-42\n\t}\n}";
+        assert_eq!(nft_endpoint_count(data_only), Some(3));
+        let chains =
+            "numgen random mod 2 == 0 goto endpoint-A\n numgen random mod 1 == 0 goto endpoint-B\n";
+        assert_eq!(nft_endpoint_count(chains), Some(2));
     }
 }
