@@ -239,7 +239,7 @@ impl IpvsDataplane {
         report: &mut IpvsSyncReport,
     ) -> Result<(), IpvsError> {
         let gk = (*key, h.addr, h.port);
-        if key.protocol != Protocol::Tcp || h.active_conns == 0 {
+        if key.protocol != Protocol::Tcp || !has_connections(h) {
             self.ipvs.delete_real_server(key, h.addr, h.port)?;
             self.graceful.remove(&gk);
             report.reals_deleted += 1;
@@ -255,7 +255,7 @@ impl IpvsDataplane {
         Ok(())
     }
 
-    /// Deletes draining real servers whose active connections ended or whose bound passed. Returns how many
+    /// Deletes draining real servers whose connections (active and inactive) ended or whose bound passed. Returns how many
     /// are still draining. The sync runner may call this between syncs.
     pub fn process_graceful(&mut self, now: Instant) -> Result<usize, IpvsError> {
         let mut report = IpvsSyncReport::default();
@@ -292,7 +292,7 @@ impl IpvsDataplane {
                 };
                 let expired =
                     now.saturating_duration_since(since) >= self.cfg.graceful_termination_bound;
-                if rs.active_conns == 0 || expired {
+                if !has_connections(rs) || expired {
                     self.ipvs.delete_real_server(&key, ip, port)?;
                     self.graceful.remove(&gk);
                     report.reals_deleted += 1;
@@ -340,4 +340,12 @@ impl IpvsDataplane {
         }
         Ok(())
     }
+}
+
+/// Whether IPVS still tracks connections to `rs`. Inactive ones count too, as upstream's graceful termination
+/// counts them: a half-closed connection (the client sent FIN while the server still sends) or one finishing
+/// its close is inactive, and deleting its real server would drop its remaining packets
+/// (`expire_nodest_conn=1`).
+fn has_connections(rs: &RealServer) -> bool {
+    rs.active_conns + rs.inactive_conns != 0
 }

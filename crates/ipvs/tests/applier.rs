@@ -165,12 +165,37 @@ fn removed_real_server_drains_then_is_deleted() {
     let rep = r.apply(&web(&["10.244.1.1"]), t0 + Duration::from_secs(5));
     assert_eq!(rep.pending_graceful, 1);
     assert_eq!(r.weights(&key(80)).len(), 2);
+    // Only inactive connections left (closing or half-closed): still draining, as upstream.
     r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 0, 2);
     assert_eq!(
         r.dp.process_graceful(t0 + Duration::from_secs(6)).unwrap(),
+        1
+    );
+    assert_eq!(r.weights(&key(80)).len(), 2);
+    r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 0, 0);
+    assert_eq!(
+        r.dp.process_graceful(t0 + Duration::from_secs(7)).unwrap(),
         0
     );
     assert_eq!(r.weights(&key(80)), vec![("10.244.1.1:8080".into(), 1)]);
+}
+
+#[test]
+fn real_server_with_only_inactive_connections_drains() {
+    let mut r = rig();
+    let t0 = Instant::now();
+    r.apply(&web(&["10.244.1.1", "10.244.1.2"]), t0);
+    // A half-closed connection: IPVS counts it as inactive. Deleting the real server now would cut it off.
+    r.ipvs.set_conns(&key(80), ip("10.244.1.2"), 8080, 0, 1);
+    let rep = r.apply(&web(&["10.244.1.1"]), t0);
+    assert_eq!(
+        (rep.reals_draining, rep.reals_deleted, rep.pending_graceful),
+        (1, 0, 1)
+    );
+    assert_eq!(
+        r.weights(&key(80)),
+        vec![("10.244.1.1:8080".into(), 1), ("10.244.1.2:8080".into(), 0)]
+    );
 }
 
 #[test]

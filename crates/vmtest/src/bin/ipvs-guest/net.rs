@@ -104,6 +104,19 @@ impl Client {
         }
         Ok(line.trim().to_string())
     }
+
+    /// Ends the connection with a reset: a request whose answer is left unread makes the kernel send RST on
+    /// close, which IPVS tracks as CLOSE (expiring in 10 s) rather than TIME_WAIT (2 min).
+    pub fn abort(self) -> Result<(), String> {
+        let Client { mut stream, reader } = self;
+        writeln!(stream, "hi").map_err(|e| format!("write: {e}"))?;
+        stream
+            .peek(&mut [0u8; 1])
+            .map_err(|e| format!("waiting for the answer: {e}"))?;
+        drop(reader);
+        drop(stream);
+        Ok(())
+    }
 }
 
 /// One request on a fresh connection.

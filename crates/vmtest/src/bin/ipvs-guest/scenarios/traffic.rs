@@ -135,8 +135,20 @@ pub(super) fn graceful_termination() -> Result<(), String> {
     {
         return Err("victim deleted by a resync while active".into());
     }
-    drop(long);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    long.abort()?;
+    // Right after the reset IPVS still tracks the connection as inactive (CLOSE state): like upstream, the
+    // drain waits for inactive connections too, so the real server must stay while the listing shows one.
+    if let Some(v) = reals(&key(82))?
+        .into_iter()
+        .find(|r| r.addr == backend_ip(&victim))
+    {
+        if v.active_conns + v.inactive_conns > 0
+            && dp.process_graceful(Instant::now()).map_err(e("graceful"))? == 0
+        {
+            return Err(format!("victim deleted with connections left: {v:?}"));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pending = dp.process_graceful(Instant::now()).map_err(e("graceful"))?;
         if pending == 0 {
