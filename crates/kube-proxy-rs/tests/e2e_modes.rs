@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use common::objects::{ep, node, service, slice};
-use common::{in_vm_guest, privileged, sa, tcp, tcp_backends, udp, Cluster, Mode};
+use common::{in_vm_guest, privileged, sa, tcp, tcp_backends, udp, Cluster, LongConn, Mode};
 use kube_proxy_testkit::apiserver::Kind;
 use kube_proxy_testkit::netns::Family;
 use serde_json::json;
@@ -527,6 +527,10 @@ fn follows_changes_restarts_and_repairs(mode: Mode) {
         tcp_backends(pod_a, vip, 5) == set(&["pod-c"])
     });
 
+    // A long connection to pod-c, held across pod-c's removal below.
+    let mut long = LongConn::open(pod_a, vip).expect("opening a long connection");
+    assert_eq!(long.backend, "pod-c");
+
     // Endpoint changes are followed.
     c.apply(slice(
         "web",
@@ -538,10 +542,27 @@ fn follows_changes_restarts_and_repairs(mode: Mode) {
     c.wait_until("pod-b added", || {
         tcp_backends(pod_a, vip, 20) == set(&["pod-b", "pod-c"])
     });
+    assert!(
+        long.echo(),
+        "the long connection works while endpoints are added"
+    );
     c.apply(slice("web", "web-1", "IPv4", "TCP", &[ep(B, "node1")]));
     c.wait_until("pod-c removed", || {
         tcp_backends(pod_a, vip, 10) == set(&["pod-b"])
     });
+    // The established connection outlives its endpoint's removal: conntrack keeps its NAT in the
+    // iptables and nftables modes; in IPVS mode the real server is drained (weight 0, new connections avoid
+    // it) instead of deleted while IPVS still counts connections to it (graceful termination).
+    assert!(long.echo(), "the long connection survives pod-c's removal");
+    if mode == Mode::Ipvs {
+        let listing = c.rules(mode, Family::V4);
+        assert!(
+            listing.contains(&format!("-> {C}:{} Masq 0", common::POD_PORT)),
+            "pod-c drained at weight 0:\n{listing}"
+        );
+    }
+    assert!(long.echo(), "the long connection still works");
+    drop(long);
 
     // A UDP flow pinned to a removed endpoint is cleared, so the same 5-tuple reaches the new one.
     let dns = sa("10.96.0.53", 53);
@@ -573,6 +594,26 @@ fn follows_changes_restarts_and_repairs(mode: Mode) {
     c.topo.node1.exec_ok(tamper).unwrap();
     assert!(tcp(pod_a, vip).is_err(), "tampering breaks the service");
     c.wait_until("tampered rules repaired", || tcp(pod_a, vip).is_ok());
+    if mode == Mode::Ipvs {
+        // Smaller tampering, also found by the next sync's diff of the kernel's state: one virtual server
+        // deleted, and a VIP taken off kube-ipvs0.
+        let node1 = &c.topo.node1;
+        node1
+            .exec_ok(&["ipvsadm", "-D", "-t", "10.96.0.10:80"])
+            .unwrap();
+        c.wait_until("deleted virtual server re-added", || {
+            c.rules(mode, Family::V4).contains("TCP  10.96.0.10:80 rr") && tcp(pod_a, vip).is_ok()
+        });
+        node1
+            .exec_ok(&["ip", "addr", "del", "10.96.0.10/32", "dev", "kube-ipvs0"])
+            .unwrap();
+        c.wait_until("VIP bound to kube-ipvs0 again", || {
+            node1
+                .exec_ok(&["ip", "-o", "addr", "show", "dev", "kube-ipvs0"])
+                .is_ok_and(|a| a.contains("10.96.0.10/32"))
+                && tcp(pod_a, vip).is_ok()
+        });
+    }
 
     // kill -9 and restart: the rules stay during the outage and the restart adds no duplicates.
     let before = normalise(&c.rules(mode, Family::V4));

@@ -372,6 +372,44 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A TCP connection held open across changes (the echo servers greet with their name, then echo lines; they
+/// close a connection idle for 30 s, so callers echo now and then).
+pub struct LongConn {
+    stream: std::net::TcpStream,
+    reader: std::io::BufReader<std::net::TcpStream>,
+    /// The backend that greeted this connection.
+    pub backend: String,
+}
+
+impl LongConn {
+    /// Connects from `ns` to `dst` and reads the greeting.
+    pub fn open(ns: &Netns, dst: SocketAddr) -> std::io::Result<LongConn> {
+        use std::io::BufRead;
+        let stream = ns
+            .run_in(|| std::net::TcpStream::connect_timeout(&dst, REQUEST_TIMEOUT))
+            .map_err(std::io::Error::other)??;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = std::io::BufReader::new(stream.try_clone()?);
+        let mut greeting = String::new();
+        reader.read_line(&mut greeting)?;
+        let backend = greeting.split_whitespace().next().unwrap_or("").to_string();
+        Ok(LongConn {
+            stream,
+            reader,
+            backend,
+        })
+    }
+
+    /// Sends a line and reads it back: the connection still works end to end.
+    pub fn echo(&mut self) -> bool {
+        use std::io::{BufRead, Write};
+        let mut line = String::new();
+        writeln!(self.stream, "still here").is_ok()
+            && self.reader.read_line(&mut line).is_ok()
+            && line == "still here\n"
+    }
+}
+
 /// One TCP exchange from `ns` to `dst`.
 pub fn tcp(ns: &Netns, dst: SocketAddr) -> Result<Reply, RequestError> {
     tcp_exchange(ns, dst, REQUEST_TIMEOUT)
