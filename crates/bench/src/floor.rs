@@ -59,8 +59,9 @@ pub fn render(cfg: &BenchConfig, objects: &[Value]) -> Result<std::result::Resul
     Ok(Ok(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
-/// Loads `rules` into a fresh namespace with the variant's tool and times it.
-pub fn load(variant: Variant, rules: &str) -> Result<Floor> {
+/// Loads `rules` into a fresh namespace with the variant's tool and times it; gives up after `limit` (the tool is
+/// run under `timeout`, e.g. `iptables-nft-restore --noflush` of a 10k ruleset can take tens of minutes).
+pub fn load(variant: Variant, rules: &str, limit: std::time::Duration) -> Result<Floor> {
     let file = tempfile::NamedTempFile::new().map_err(|source| BenchError::WriteFile {
         what: "the rendered rules".into(),
         source,
@@ -76,13 +77,20 @@ pub fn load(variant: Variant, rules: &str) -> Result<Floor> {
         Variant::Nftables => vec!["nft", "-f", &path],
     };
     let ns = Netns::new("bench-floor")?;
+    let secs = format!("{}s", limit.as_secs().max(1));
+    let mut cmd = vec!["timeout", secs.as_str()];
+    cmd.extend(&args);
     let start = Instant::now();
-    let out = ns.exec(&args)?;
+    let out = ns.exec(&cmd)?;
     let seconds = start.elapsed().as_secs_f64();
     if !out.status.success() {
         return Err(BenchError::KernelFloor {
             tool: args[0].to_string(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            message: if out.status.code() == Some(124) {
+                format!("did not finish within {secs}")
+            } else {
+                String::from_utf8_lossy(&out.stderr).trim().to_string()
+            },
         });
     }
     Ok(Floor {

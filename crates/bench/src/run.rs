@@ -80,7 +80,7 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     let objects = workload.initial_objects()?;
 
     let (kernel_floor, kernel_floor_missing) = match floor::render(cfg, &objects)? {
-        Ok(rules) => (Some(floor::load(cfg.variant, &rules)?), None),
+        Ok(rules) => (Some(floor::load(cfg.variant, &rules, cfg.timeout)?), None),
         Err(reason) => (None, Some(reason)),
     };
 
