@@ -98,7 +98,8 @@ done
   printf '%s\n' '/bin/busybox --install -s /bin'
   printf '%s\n' 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin'
   printf '%s\n' 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
-  printf '%s\n' 'mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns'
+  # /tmp stays part of the (writable) initramfs root: extra files may live under /tmp at their host paths.
+  printf '%s\n' 'mount -t tmpfs tmpfs /run; mkdir -p /run/netns'
   printf '%s\n' 'while read -r ko params; do insmod "$ko" $params || echo "VMTEST-WARN insmod $ko failed"; done < /modules.list'
   printf '%s\n' 'ip link set lo up'
   for kv in ${VMTEST_GUEST_ENV:-}; do printf 'export %q\n' "$kv"; done
