@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::cache::BuildCache;
 use crate::endpoints::{merge_slices, SliceIndex};
 use crate::objects::ClusterObjects;
 use crate::parse::parse_cidr_sloppy;
@@ -36,6 +37,33 @@ pub fn build_state(
     family: IpFamily,
     previous: Option<&ProxyState>,
 ) -> BuildOutput {
+    build(objects, node, family, Reuse::Previous(previous))
+}
+
+/// Like [`build_state`], for a caller that builds again and again (the sync runner): a Service whose object and
+/// EndpointSlices are the very same `Arc`s as at the previous build (and the node's name and zone unchanged) is
+/// taken from `cache` instead of being parsed again, so a build after one change costs little more than a walk
+/// over the snapshot. The result is identical to `build_state`'s.
+pub fn build_state_cached(
+    objects: &ClusterObjects,
+    node: &NodeContext,
+    family: IpFamily,
+    cache: &mut BuildCache,
+) -> BuildOutput {
+    build(objects, node, family, Reuse::Cache(cache))
+}
+
+enum Reuse<'p> {
+    Previous(Option<&'p ProxyState>),
+    Cache(&'p mut BuildCache),
+}
+
+fn build(
+    objects: &ClusterObjects,
+    node: &NodeContext,
+    family: IpFamily,
+    mut reuse: Reuse<'_>,
+) -> BuildOutput {
     let mut rejections = Vec::new();
     let node_name = node.node_name.as_str();
     let zone = objects
@@ -45,40 +73,62 @@ pub fn build_state(
         .and_then(|l| l.get(ZONE_LABEL))
         .map_or("", String::as_str);
     let topo = NodeTopology { node_name, zone };
+    if let Reuse::Cache(cache) = &mut reuse {
+        cache.begin(family, node_name, zone);
+    }
 
     let slices = SliceIndex::new(objects, family, &mut rejections);
     let mut services = BTreeMap::new();
-    for ((namespace, name), svc) in &objects.services {
+    for (key, svc) in &objects.services {
+        let (namespace, name) = key;
+        let svc_slices = slices.slices(namespace, name);
+        if let Reuse::Cache(cache) = &reuse {
+            if let Some(hit) = cache.lookup(key, svc, svc_slices) {
+                rejections.extend(hit.rejections.iter().cloned());
+                for port in &hit.ports {
+                    services.insert(port.name.clone(), Arc::clone(port));
+                }
+                continue;
+            }
+        }
+        let mut own_rejections = Vec::new();
         let mut rej = Rejector {
             kind: "Service",
             namespace,
             name,
-            out: &mut rejections,
+            out: &mut own_rejections,
         };
         let ports = service_ports(svc, family, &mut rej);
-        if ports.is_empty() {
-            continue;
-        }
-        let mut merged = merge_slices(
-            slices.slices(namespace, name),
-            family,
-            node_name,
-            &mut rejections,
-        );
-        for mut port in ports {
-            if let Some(group) = merged
-                .iter_mut()
-                .find(|g| g.port_name == port.name.port && g.protocol == port.name.protocol)
-            {
-                port.endpoints = std::mem::take(&mut group.endpoints);
+        let mut built_ports = Vec::with_capacity(ports.len());
+        if !ports.is_empty() {
+            let mut merged = merge_slices(svc_slices, family, node_name, &mut own_rejections);
+            for mut port in ports {
+                if let Some(group) = merged
+                    .iter_mut()
+                    .find(|g| g.port_name == port.name.port && g.protocol == port.name.protocol)
+                {
+                    port.endpoints = std::mem::take(&mut group.endpoints);
+                }
+                fill_categories(&mut port, topo);
+                let prev = match &reuse {
+                    Reuse::Previous(p) => p.and_then(|p| p.services.get(&port.name)).cloned(),
+                    Reuse::Cache(cache) => cache.previous_port(key, &port.name),
+                };
+                let arc = match prev {
+                    Some(prev) if *prev == port => prev,
+                    _ => Arc::new(port),
+                };
+                services.insert(arc.name.clone(), Arc::clone(&arc));
+                built_ports.push(arc);
             }
-            fill_categories(&mut port, topo);
-            let arc = match previous.and_then(|p| p.services.get(&port.name)) {
-                Some(prev) if **prev == port => Arc::clone(prev),
-                _ => Arc::new(port),
-            };
-            services.insert(arc.name.clone(), arc);
         }
+        rejections.extend(own_rejections.iter().cloned());
+        if let Reuse::Cache(cache) = &mut reuse {
+            cache.store(key, svc, svc_slices, built_ports, own_rejections);
+        }
+    }
+    if let Reuse::Cache(cache) = &mut reuse {
+        cache.finish(objects);
     }
 
     let state = ProxyState {

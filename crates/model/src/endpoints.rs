@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointSlice};
 
@@ -20,7 +21,7 @@ pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// Slices of one family grouped by `(namespace, service name)`, each group in slice-name order.
 pub(crate) struct SliceIndex<'a> {
-    by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+    by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a Arc<EndpointSlice>>>>,
 }
 
 fn address_type(family: IpFamily) -> &'static str {
@@ -46,7 +47,7 @@ impl<'a> SliceIndex<'a> {
         family: IpFamily,
         rejections: &mut Vec<Rejection>,
     ) -> Self {
-        let mut by_service: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
+        let mut by_service: HashMap<&str, HashMap<&str, Vec<&Arc<EndpointSlice>>>> = HashMap::new();
         for ((namespace, _), slice) in &objects.endpoint_slices {
             if slice.address_type != address_type(family) {
                 continue;
@@ -73,7 +74,7 @@ impl<'a> SliceIndex<'a> {
         SliceIndex { by_service }
     }
 
-    pub fn slices(&self, namespace: &str, service: &str) -> &[&'a EndpointSlice] {
+    pub fn slices(&self, namespace: &str, service: &str) -> &[&'a Arc<EndpointSlice>] {
         self.by_service
             .get(namespace)
             .and_then(|m| m.get(service))
@@ -148,7 +149,7 @@ struct Arrivals {
 
 /// Merges the Service's slices into endpoint lists per `(port name, protocol)`.
 pub(crate) fn merge_slices(
-    slices: &[&EndpointSlice],
+    slices: &[&Arc<EndpointSlice>],
     family: IpFamily,
     node_name: &str,
     rejections: &mut Vec<Rejection>,

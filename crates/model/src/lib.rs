@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod cache;
 mod diff;
 mod endpoints;
 pub mod fixtures;
@@ -17,7 +18,8 @@ mod state;
 mod synthetic;
 mod topology;
 
-pub use build::{build_state, BuildOutput, NodeContext};
+pub use build::{build_state, build_state_cached, BuildOutput, NodeContext};
+pub use cache::BuildCache;
 pub use diff::StateDiff;
 pub use endpoints::LABEL_SERVICE_NAME;
 pub use objects::{ClusterObjects, ObjectKey};

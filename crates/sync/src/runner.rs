@@ -5,7 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kube_proxy_model::{build_state, ClusterObjects, NodeContext, ProxyState, Rejection};
+use kube_proxy_model::{
+    build_state_cached, BuildCache, ClusterObjects, NodeContext, ProxyState, Rejection,
+};
 
 use crate::dataplane::{Dataplane, SyncListener, SyncOutcome};
 use crate::schedule::{Schedule, ScheduleConfig};
@@ -42,8 +44,8 @@ pub struct RunnerConfig {
 
 struct FamilySlot {
     dataplane: Option<Box<dyn Dataplane>>,
-    /// Last built state (reused so unchanged service ports keep their Arc).
-    built: Arc<ProxyState>,
+    /// Per-Service memo of earlier builds: a sync after one change re-parses only what changed.
+    cache: BuildCache,
     /// Last state the dataplane accepted.
     applied: Arc<ProxyState>,
     force_full: bool,
@@ -74,7 +76,7 @@ impl<S: StateSource> Runner<S> {
                 let empty = Arc::new(ProxyState::empty(dp.family(), cfg.node.node_name.clone()));
                 FamilySlot {
                     dataplane: Some(dp),
-                    built: empty.clone(),
+                    cache: BuildCache::default(),
                     applied: empty,
                     force_full: true,
                 }
@@ -151,10 +153,9 @@ impl<S: StateSource> Runner<S> {
                 continue;
             };
             let family = dataplane.family();
-            let out = build_state(objects, &self.cfg.node, family, Some(&slot.built));
+            let out = build_state_cached(objects, &self.cfg.node, family, &mut slot.cache);
             rejections.extend(out.rejections);
             let state = Arc::new(out.state);
-            slot.built = state.clone();
             let force_full = slot.force_full;
             let began = Instant::now();
             let joined = tokio::task::spawn_blocking(move || {
