@@ -9,25 +9,16 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use common::objects::{ep, node, service, slice};
-use common::{in_vm_guest, privileged, sa, tcp, tcp_backends, udp, Cluster, LongConn, Mode};
+use common::{
+    in_vm_guest, privileged, sa, set, tcp, tcp_backends, udp, Cluster, LongConn, Mode, A, B, C, C6,
+    CLIENT, NODE1,
+};
 use kube_proxy_testkit::apiserver::Kind;
 use kube_proxy_testkit::netns::Family;
 use serde_json::json;
-
-const A: &str = "10.244.1.10"; // pod-a on node1
-const B: &str = "10.244.1.11"; // pod-b on node1
-const C: &str = "10.244.2.10"; // pod-c on node2
-const C6: &str = "fd00:10:244:2::a"; // pod-c's IPv6 address
-const NODE1: &str = "10.100.0.1";
-const CLIENT: &str = "10.100.0.100";
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
 
 /// Loads every scenario's objects at once; each scenario uses its own service.
 fn load_scenarios(c: &Cluster) {

@@ -7,26 +7,16 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use common::objects::{ep, service, slice};
-use common::{privileged, sa, tcp, tcp_backends, udp, Cluster};
+use common::{privileged, sa, set, tcp, tcp_backends, udp, Cluster, A, B, C, C6, NODE1};
 use kube_proxy_testkit::apiserver::Kind;
 use kube_proxy_testkit::netns::Family;
 use serde_json::json;
 
-const A: &str = "10.244.1.10"; // pod-a on node1
-const B: &str = "10.244.1.11"; // pod-b on node1
-const C: &str = "10.244.2.10"; // pod-c on node2
-const C6: &str = "fd00:10:244:2::a"; // pod-c's IPv6 address
-const NODE1: &str = "10.100.0.1";
 /// node2's LAN address: nothing listens on the pods' port there, so connections to it are refused.
 const DEAD: &str = "10.100.0.2";
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
 
 fn load_scenarios(c: &Cluster) {
     c.apply(service("web", "10.96.0.10", 80, "TCP", json!({})));

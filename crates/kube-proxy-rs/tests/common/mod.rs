@@ -18,6 +18,24 @@ use kube_proxy_testkit::netns::{
 };
 use serde_json::Value;
 
+/// pod-a's address (on node1).
+pub const A: &str = "10.244.1.10";
+/// pod-b's address (on node1).
+pub const B: &str = "10.244.1.11";
+/// pod-c's address (on node2).
+pub const C: &str = "10.244.2.10";
+/// pod-c's IPv6 address.
+pub const C6: &str = "fd00:10:244:2::a";
+/// node1's LAN address.
+pub const NODE1: &str = "10.100.0.1";
+/// The external client's LAN address.
+pub const CLIENT: &str = "10.100.0.100";
+
+/// A set of backend names, for comparing with [`tcp_backends`].
+pub fn set(items: &[&str]) -> std::collections::BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
 /// Port every pod's echo servers listen on (TCP and UDP).
 pub const POD_PORT: u16 = 8080;
 /// How long to wait for the proxy to program a change.
