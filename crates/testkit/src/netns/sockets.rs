@@ -162,6 +162,11 @@ impl RequestError {
 }
 
 fn classify(e: std::io::Error) -> RequestError {
+    // std's connect_timeout reports a connection torn down by an ICMP error whose code the kernel had already
+    // cleared as "no error set after POLLHUP": the peer (a REJECT) refused it.
+    if e.kind() == ErrorKind::Other && e.to_string().contains("POLLHUP") {
+        return RequestError::Refused;
+    }
     match e.kind() {
         ErrorKind::ConnectionRefused => RequestError::Refused,
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => RequestError::Reset,
