@@ -3,4 +3,4 @@
 # End-to-end tests need root; with CI=true they fail instead of skipping when they cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --no-fail-fast "$@"
