@@ -4,14 +4,11 @@
 
 use std::net::IpAddr;
 use std::process::Command;
-use std::sync::Arc;
 
 use kube_proxy_conntrack::{
     reconcile, ConntrackOps, Flow, FlowTuple, NetlinkConntrack, IPPROTO_UDP,
 };
-use kube_proxy_model::{
-    Endpoint, IpFamily, Protocol, ProxyState, ServicePortName, ServicePortState,
-};
+use kube_proxy_model::{fixtures, IpFamily, Protocol, ProxyState};
 
 fn privileged() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -109,45 +106,12 @@ fn has(listing: &str, f: &Flow) -> bool {
 }
 
 fn dns_state(family: IpFamily, cluster_ip: &str, endpoint: &str) -> ProxyState {
-    let name = ServicePortName {
-        namespace: "kube-system".into(),
-        name: "dns".into(),
-        port: "dns".into(),
-        protocol: Protocol::Udp,
-    };
-    let ep = Endpoint {
-        ip: ip(endpoint),
-        port: 53,
-        is_local: true,
-        ready: true,
-        serving: true,
-        terminating: false,
-        zone_hints: vec![],
-        node_hints: vec![],
-    };
-    let svc = ServicePortState {
-        name: name.clone(),
-        family,
-        cluster_ip: ip(cluster_ip),
-        port: 53,
-        protocol: Protocol::Udp,
-        node_port: Some(30053),
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        external_policy_local: false,
-        internal_policy_local: false,
-        health_check_node_port: None,
-        session_affinity_timeout: None,
-        endpoints: vec![ep.clone()],
-        cluster_endpoints: vec![ep.clone()],
-        local_endpoints: vec![ep.clone()],
-        all_reachable_endpoints: vec![ep],
-        has_any_endpoints: true,
-    };
-    let mut st = ProxyState::empty(family, "node1");
-    st.services.insert(name, Arc::new(svc));
-    st
+    let mut port = fixtures::name("kube-system", "dns", "dns");
+    port.protocol = Protocol::Udp;
+    let mut svc = fixtures::svc(port, cluster_ip, 53);
+    svc.node_port = Some(30053);
+    svc.endpoints = vec![fixtures::ep(endpoint, 53, true)];
+    fixtures::state(family, vec![fixtures::finish(svc)])
 }
 
 #[test]

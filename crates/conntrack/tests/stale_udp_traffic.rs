@@ -4,22 +4,15 @@
 //! that. Needs root; fails (does not skip) when CI=true.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kube_proxy_conntrack::{reconcile, NetlinkConntrack};
-use kube_proxy_model::{
-    Endpoint, IpFamily, Protocol, ProxyState, ServicePortName, ServicePortState,
-};
+use kube_proxy_model::{fixtures, IpFamily, Protocol, ProxyState};
 use kube_proxy_testkit::netns::{
     require_root, udp_echo_server, udp_exchange_from, ClusterTopology, Family, TopologyOpts,
 };
 
 const T: Duration = Duration::from_secs(3);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -27,45 +20,12 @@ fn sa(s: &str) -> SocketAddr {
 
 /// A UDP service `10.96.0.10:53` with NodePort 30053 whose only endpoint is `endpoint`.
 fn state(endpoint: IpAddr) -> ProxyState {
-    let name = ServicePortName {
-        namespace: "ns".into(),
-        name: "dns".into(),
-        port: String::new(),
-        protocol: Protocol::Udp,
-    };
-    let ep = Endpoint {
-        ip: endpoint,
-        port: 8053,
-        is_local: true,
-        ready: true,
-        serving: true,
-        terminating: false,
-        zone_hints: vec![],
-        node_hints: vec![],
-    };
-    let svc = ServicePortState {
-        name: name.clone(),
-        family: IpFamily::V4,
-        cluster_ip: ip("10.96.0.10"),
-        port: 53,
-        protocol: Protocol::Udp,
-        node_port: Some(30053),
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        external_policy_local: false,
-        internal_policy_local: false,
-        health_check_node_port: None,
-        session_affinity_timeout: None,
-        endpoints: vec![ep.clone()],
-        cluster_endpoints: vec![ep.clone()],
-        local_endpoints: vec![ep.clone()],
-        all_reachable_endpoints: vec![ep],
-        has_any_endpoints: true,
-    };
-    let mut st = ProxyState::empty(IpFamily::V4, "node1");
-    st.services.insert(name, Arc::new(svc));
-    st
+    let mut port = fixtures::name("ns", "dns", "");
+    port.protocol = Protocol::Udp;
+    let mut svc = fixtures::svc(port, "10.96.0.10", 53);
+    svc.node_port = Some(30053);
+    svc.endpoints = vec![fixtures::ep(&endpoint.to_string(), 8053, true)];
+    fixtures::state(IpFamily::V4, vec![fixtures::finish(svc)])
 }
 
 #[test]
