@@ -1,12 +1,14 @@
 //! The modes as the sync runner drives them: program one family, then reconcile UDP conntrack entries.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube_proxy_conntrack::{cleanup_required, ConntrackOps};
 use kube_proxy_iptables::IptablesDataplane;
-use kube_proxy_model::{ClusterObjects, IpFamily, ProxyState};
+use kube_proxy_model::{service_cidr_ranges, IpFamily, ProxyState};
 use kube_proxy_nftables::NftablesDataplane;
 use kube_proxy_sync::{Dataplane, DataplaneError, SyncReport};
 use kube_proxy_telemetry::{Metrics, TrafficPolicy};
@@ -116,10 +118,10 @@ impl Dataplane for IptablesMode {
 pub struct ServiceCidrs(Mutex<Vec<IpNet>>);
 
 impl ServiceCidrs {
-    /// Records the ranges of `objects` (called before each sync).
-    pub fn publish(&self, objects: &ClusterObjects) {
-        let mut ranges = objects.service_cidr_ranges(IpFamily::V4);
-        ranges.extend(objects.service_cidr_ranges(IpFamily::V6));
+    /// Records the ranges the ServiceCIDR objects declare (called before a sync when they changed).
+    pub fn publish(&self, objects: &BTreeMap<String, Arc<ServiceCIDR>>) {
+        let mut ranges = service_cidr_ranges(objects, IpFamily::V4);
+        ranges.extend(service_cidr_ranges(objects, IpFamily::V6));
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = ranges;
     }
 

@@ -61,15 +61,19 @@ impl Listener {
 
 impl SyncListener for Listener {
     fn snapshot_taken(&self, snapshot: &Snapshot) {
-        self.service_cidrs.publish(&snapshot.objects);
-        let info = snapshot.objects.node.as_deref().map(NodeInfo::from_node);
-        let mut last = self.last_node.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != info {
-            match &info {
-                Some(i) => self.health.sync_node(i),
-                None => self.health.sync_node_removed(),
+        if let Some(cidrs) = &snapshot.delta.service_cidrs {
+            self.service_cidrs.publish(cidrs);
+        }
+        if let Some(node) = &snapshot.delta.node {
+            let info = node.as_deref().map(NodeInfo::from_node);
+            let mut last = self.last_node.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != info {
+                match &info {
+                    Some(i) => self.health.sync_node(i),
+                    None => self.health.sync_node_removed(),
+                }
+                *last = info;
             }
-            *last = info;
         }
         let mut seen = self.changes_seen.lock().unwrap_or_else(|e| e.into_inner());
         let (services, endpoints) = (

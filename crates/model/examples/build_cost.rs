@@ -1,12 +1,12 @@
-//! Measures what a sync's build step costs at scale: a full build, and a rebuild after one endpoint change with
-//! and without the per-Service memo. A measurement tool, not a test:
+//! Measures what a sync's build step costs at scale: a full build, and an incremental update after one
+//! endpoint change. A measurement tool, not a test:
 //! `cargo run -p kube-proxy-model --release --example build_cost -- 10000 10`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use kube_proxy_model::{
-    build_state, build_state_cached, synthetic_cluster, BuildCache, IpFamily, NodeContext,
+    build_state, synthetic_cluster, IncrementalBuilder, IpFamily, NodeContext, ObjectDelta,
 };
 
 fn main() {
@@ -18,16 +18,15 @@ fn main() {
     let node = NodeContext {
         node_name: "node-0".into(),
     };
-    let mut objects = synthetic_cluster(services, endpoints, "node-0");
+    let objects = synthetic_cluster(services, endpoints, "node-0");
     let t = Instant::now();
-    let full = build_state(&objects, &node, IpFamily::V4, None);
+    build_state(&objects, &node, IpFamily::V4, None);
     println!("full build of {services} x {endpoints}: {:?}", t.elapsed());
-    let mut cache = BuildCache::default();
-    build_state_cached(&objects, &node, IpFamily::V4, &mut cache);
-    let mut plain = Vec::new();
-    let mut memo = Vec::new();
-    for round in 0..20 {
-        // One endpoint of one slice flips readiness: a new Arc for that slice only, as the tracker stores it.
+    let mut builder = IncrementalBuilder::new(IpFamily::V4, node);
+    builder.apply(&ObjectDelta::everything(&objects));
+    let mut times = Vec::new();
+    for round in 0..21 {
+        // One endpoint of one slice flips readiness: a new Arc for that slice only, as the tracker hands it over.
         let key = objects
             .endpoint_slices
             .keys()
@@ -39,23 +38,18 @@ fn main() {
             let c = ep.conditions.get_or_insert_with(Default::default);
             c.ready = Some(!c.ready.unwrap_or(true));
         }
-        objects.endpoint_slices.insert(key, Arc::new(slice));
+        let delta = ObjectDelta {
+            endpoint_slices: vec![(key, Some(Arc::new(slice)))],
+            ..Default::default()
+        };
         let t = Instant::now();
-        let a = build_state(&objects, &node, IpFamily::V4, Some(&full.state));
-        plain.push(t.elapsed());
-        let t = Instant::now();
-        let b = build_state_cached(&objects, &node, IpFamily::V4, &mut cache);
-        memo.push(t.elapsed());
-        assert_eq!(a.state, b.state);
+        let step = builder.apply(&delta);
+        times.push(t.elapsed());
+        assert_eq!(step.touched.len(), 1);
     }
-    plain.sort();
-    memo.sort();
+    times.sort();
     println!(
-        "rebuild after one change, plain:  p50 {:?} max {:?}",
-        plain[10], plain[19]
-    );
-    println!(
-        "rebuild after one change, memo:   p50 {:?} max {:?}",
-        memo[10], memo[19]
+        "incremental update after one endpoint change: p50 {:?} max {:?}",
+        times[10], times[20]
     );
 }

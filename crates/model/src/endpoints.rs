@@ -5,13 +5,11 @@
 //! condition defaults are ready=true, serving=true, terminating=false when unset; an `ip:port` seen in several
 //! slices is kept once, the first occurrence winning unless a later one is local (slices are read in name order).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointSlice};
 
-use crate::objects::ClusterObjects;
 use crate::parse::parse_ip_sloppy;
 use crate::service::Rejector;
 use crate::state::{Endpoint, IpFamily, Protocol, Rejection, RejectionKind};
@@ -19,66 +17,23 @@ use crate::state::{Endpoint, IpFamily, Protocol, Rejection, RejectionKind};
 /// Label naming the Service a slice belongs to.
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 
-/// Slices of one family grouped by `(namespace, service name)`, each group in slice-name order.
-pub(crate) struct SliceIndex<'a> {
-    by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a Arc<EndpointSlice>>>>,
-}
-
-fn address_type(family: IpFamily) -> &'static str {
+/// The `addressType` of a family's slices.
+pub(crate) fn address_type(family: IpFamily) -> &'static str {
     match family {
         IpFamily::V4 => "IPv4",
         IpFamily::V6 => "IPv6",
     }
 }
 
-fn slice_rejector<'r>(slice: &'r EndpointSlice, out: &'r mut Vec<Rejection>) -> Rejector<'r> {
+pub(crate) fn slice_rejector<'r>(
+    slice: &'r EndpointSlice,
+    out: &'r mut Vec<Rejection>,
+) -> Rejector<'r> {
     Rejector {
         kind: "EndpointSlice",
         namespace: slice.metadata.namespace.as_deref().unwrap_or_default(),
         name: slice.metadata.name.as_deref().unwrap_or_default(),
         out,
-    }
-}
-
-impl<'a> SliceIndex<'a> {
-    /// Indexes the slices whose addressType is `family`; slices without a service-name label are rejected.
-    pub fn new(
-        objects: &'a ClusterObjects,
-        family: IpFamily,
-        rejections: &mut Vec<Rejection>,
-    ) -> Self {
-        let mut by_service: HashMap<&str, HashMap<&str, Vec<&Arc<EndpointSlice>>>> = HashMap::new();
-        for ((namespace, _), slice) in &objects.endpoint_slices {
-            if slice.address_type != address_type(family) {
-                continue;
-            }
-            let service = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_SERVICE_NAME));
-            match service {
-                Some(service) if !service.is_empty() => {
-                    by_service
-                        .entry(namespace.as_str())
-                        .or_default()
-                        .entry(service.as_str())
-                        .or_default()
-                        .push(slice);
-                }
-                _ => slice_rejector(slice, rejections).reject(RejectionKind::Other(format!(
-                    "no {LABEL_SERVICE_NAME} label"
-                ))),
-            }
-        }
-        SliceIndex { by_service }
-    }
-
-    pub fn slices(&self, namespace: &str, service: &str) -> &[&'a Arc<EndpointSlice>] {
-        self.by_service
-            .get(namespace)
-            .and_then(|m| m.get(service))
-            .map_or(&[], Vec::as_slice)
     }
 }
 

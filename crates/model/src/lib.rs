@@ -7,10 +7,10 @@
 #![forbid(unsafe_code)]
 
 mod build;
-mod cache;
 mod diff;
 mod endpoints;
 pub mod fixtures;
+mod incremental;
 mod objects;
 mod parse;
 mod service;
@@ -18,11 +18,11 @@ mod state;
 mod synthetic;
 mod topology;
 
-pub use build::{build_state, build_state_cached, BuildOutput, NodeContext};
-pub use cache::BuildCache;
+pub use build::{build_state, BuildOutput, NodeContext};
 pub use diff::StateDiff;
 pub use endpoints::LABEL_SERVICE_NAME;
-pub use objects::{ClusterObjects, ObjectKey};
+pub use incremental::{BuildStep, IncrementalBuilder};
+pub use objects::{service_cidr_ranges, ClusterObjects, ObjectDelta, ObjectKey};
 pub use parse::{parse_cidr_sloppy, parse_ip_sloppy};
 pub use service::{DEFAULT_AFFINITY_TIMEOUT_SECONDS, LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME};
 pub use state::{

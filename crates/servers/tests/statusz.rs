@@ -124,20 +124,20 @@ async fn statusz_serves_json_and_html_from_the_board() {
         IpFamily::V4,
         true,
         &[("rules".into(), 40), ("elements".into(), 7)],
-        &state(IpFamily::V4),
+        &std::sync::Arc::new(state(IpFamily::V4)),
     );
     board.record_sync(
         IpFamily::V6,
         true,
         &[("rules".into(), 30)],
-        &state(IpFamily::V6),
+        &std::sync::Arc::new(state(IpFamily::V6)),
     );
     clock.advance(Duration::from_secs(3));
     board.record_sync(
         IpFamily::V4,
         false,
         &[("rules".into(), 41), ("elements".into(), 8)],
-        &state(IpFamily::V4),
+        &std::sync::Arc::new(state(IpFamily::V4)),
     );
 
     let r = request(

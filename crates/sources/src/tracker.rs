@@ -1,6 +1,8 @@
 //! The change tracker: the current Service / EndpointSlice / Node objects, whether every kind finished its
-//! initial list, and counters of changes not yet picked up by a sync. Sources write into it; the sync runner
-//! waits on [`ChangeTracker::changed`] and reads [`ChangeTracker::take_snapshot`]. It holds no I/O.
+//! initial list, and which objects changed since the sync runner last looked. Sources write into it; the sync
+//! runner waits on [`ChangeTracker::changed`] and takes an [`ObjectDelta`] of just the changed objects with
+//! [`ChangeTracker::take_changes`], so a change costs work in proportion to itself, not to the cluster. It holds
+//! no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube_proxy_model::{ClusterObjects, ObjectKey};
+use kube_proxy_model::{ClusterObjects, ObjectDelta, ObjectKey};
 use tokio::sync::Notify;
 
 /// The label on an EndpointSlice naming its Service.
@@ -71,8 +73,12 @@ struct Inner {
     service_total: u64,
     endpoint_total: u64,
     pending_services: BTreeSet<ObjectKey>,
+    /// Services whose slices changed (for the counters).
     pending_endpoints: BTreeSet<ObjectKey>,
+    /// The changed slices themselves.
+    pending_slices: BTreeSet<ObjectKey>,
     node_changed: bool,
+    service_cidrs_changed: bool,
     oldest_pending: Option<Instant>,
     generation: u64,
 }
@@ -89,9 +95,10 @@ impl Inner {
         self.queued();
     }
 
-    fn slice_changed(&mut self, service: ObjectKey) {
+    fn slice_changed(&mut self, key: ObjectKey, service: ObjectKey) {
         self.endpoint_total += 1;
         self.pending_endpoints.insert(service);
+        self.pending_slices.insert(key);
         self.queued();
     }
 
@@ -245,7 +252,14 @@ impl ChangeTracker {
                         .get(&key)
                         .is_none_or(|old| **old != slice)
                     {
-                        inner.slice_changed(service_of_slice(&slice));
+                        // A slice moved to another Service changes both.
+                        if let Some(old) = inner.objects.endpoint_slices.get(&key) {
+                            let old_service = service_of_slice(old);
+                            if old_service != service_of_slice(&slice) {
+                                inner.pending_endpoints.insert(old_service);
+                            }
+                        }
+                        inner.slice_changed(key.clone(), service_of_slice(&slice));
                         inner.objects.endpoint_slices.insert(key, Arc::new(slice));
                     }
                 }
@@ -253,18 +267,20 @@ impl ChangeTracker {
             Change::Delete(slice) => {
                 if let Some(key) = object_key(&slice.metadata) {
                     if let Some(old) = inner.objects.endpoint_slices.remove(&key) {
-                        inner.slice_changed(service_of_slice(&old));
+                        inner.slice_changed(key, service_of_slice(&old));
                     }
                 }
             }
             Change::Replace(list) => {
                 let mut map = std::mem::take(&mut inner.objects.endpoint_slices);
                 let mut changed = Vec::new();
-                replace_map(&mut map, keyed(list, |s| &s.metadata), |_, s| {
-                    changed.push(service_of_slice(s))
+                replace_map(&mut map, keyed(list, |s| &s.metadata), |k, s| {
+                    changed.push((k.clone(), service_of_slice(s)))
                 });
                 inner.objects.endpoint_slices = map;
-                changed.into_iter().for_each(|s| inner.slice_changed(s));
+                changed
+                    .into_iter()
+                    .for_each(|(k, s)| inner.slice_changed(k, s));
                 Self::synced(&mut inner, ObjectKind::EndpointSlices);
             }
         }
@@ -296,6 +312,7 @@ impl ChangeTracker {
         }
         if map != inner.objects.service_cidrs {
             inner.objects.service_cidrs = map;
+            inner.service_cidrs_changed = true;
             inner.queued();
         }
         self.wake(before, &inner);
@@ -331,13 +348,13 @@ impl ChangeTracker {
             .for_each(|k| inner.service_changed(k));
         let mut slices = std::mem::take(&mut inner.objects.endpoint_slices);
         let mut changed_slices = Vec::new();
-        replace_map(&mut slices, objects.endpoint_slices, |_, s| {
-            changed_slices.push(service_of_slice(s))
+        replace_map(&mut slices, objects.endpoint_slices, |k, s| {
+            changed_slices.push((k.clone(), service_of_slice(s)))
         });
         inner.objects.endpoint_slices = slices;
         changed_slices
             .into_iter()
-            .for_each(|s| inner.slice_changed(s));
+            .for_each(|(k, s)| inner.slice_changed(k, s));
         inner.set_node(objects.node);
         for kind in ObjectKind::ALL {
             Self::synced(&mut inner, kind);
@@ -370,23 +387,51 @@ impl ChangeTracker {
         self.lock().synced.contains(&kind)
     }
 
-    /// The current objects once ready (None before), clearing the pending counters.
+    /// The current objects once ready (None before). Leaves the pending changes alone.
     pub fn snapshot(&self) -> Option<ClusterObjects> {
-        self.take_snapshot().map(|(objects, _)| objects)
+        let inner = self.lock();
+        inner
+            .expected
+            .is_subset(&inner.synced)
+            .then(|| inner.objects.clone())
     }
 
-    /// Like [`snapshot`](Self::snapshot), also returning the counters as they were just before clearing.
-    pub fn take_snapshot(&self) -> Option<(ClusterObjects, ChangeCounters)> {
+    /// Once ready, the objects that changed since the previous call (every object when `everything`) and
+    /// the counters as they were just before this call cleared the pending ones. `None` before ready.
+    pub fn take_changes(&self, everything: bool) -> Option<(ObjectDelta, ChangeCounters)> {
         let mut inner = self.lock();
         if !inner.expected.is_subset(&inner.synced) {
             return None;
         }
         let counters = inner.counters();
+        let delta = if everything {
+            ObjectDelta::everything(&inner.objects)
+        } else {
+            let objects = &inner.objects;
+            ObjectDelta {
+                services: inner
+                    .pending_services
+                    .iter()
+                    .map(|k| (k.clone(), objects.services.get(k).cloned()))
+                    .collect(),
+                endpoint_slices: inner
+                    .pending_slices
+                    .iter()
+                    .map(|k| (k.clone(), objects.endpoint_slices.get(k).cloned()))
+                    .collect(),
+                node: inner.node_changed.then(|| objects.node.clone()),
+                service_cidrs: inner
+                    .service_cidrs_changed
+                    .then(|| objects.service_cidrs.clone()),
+            }
+        };
         inner.pending_services.clear();
         inner.pending_endpoints.clear();
+        inner.pending_slices.clear();
         inner.node_changed = false;
+        inner.service_cidrs_changed = false;
         inner.oldest_pending = None;
-        Some((inner.objects.clone(), counters))
+        Some((delta, counters))
     }
 
     /// The current objects without touching the counters, even before ready (for debugging and tests).

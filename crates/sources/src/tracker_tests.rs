@@ -39,7 +39,7 @@ fn counters_count_real_changes_and_reset_on_snapshot() {
     let t = ChangeTracker::new(&[ObjectKind::Services, ObjectKind::EndpointSlices]);
     t.mark_synced(ObjectKind::Services);
     t.mark_synced(ObjectKind::EndpointSlices);
-    assert!(t.take_snapshot().unwrap().1.oldest_pending.is_none());
+    assert!(t.take_changes(false).unwrap().1.oldest_pending.is_none());
 
     t.apply_service(Change::Apply(svc("a", "s", 80)));
     t.apply_service(Change::Apply(svc("a", "s", 80))); // no-op
@@ -56,9 +56,12 @@ fn counters_count_real_changes_and_reset_on_snapshot() {
     );
     assert!(c.oldest_pending.is_some());
 
-    let (objs, taken) = t.take_snapshot().unwrap();
+    let (delta, taken) = t.take_changes(false).unwrap();
     assert_eq!(taken, c);
-    assert_eq!(objs.endpoint_slices.len(), 2);
+    assert_eq!(delta.services.len(), 1);
+    assert_eq!(delta.endpoint_slices.len(), 2);
+    assert!(delta.node.is_none() && delta.service_cidrs.is_none());
+    assert!(t.take_changes(false).unwrap().0.is_empty());
     let after = t.counters();
     assert_eq!(after.service_changes_pending, 0);
     assert_eq!(after.endpoint_changes_pending, 0);
@@ -75,7 +78,7 @@ fn counters_count_real_changes_and_reset_on_snapshot() {
 fn replace_diffs_against_current_objects() {
     let t = ChangeTracker::new(&[ObjectKind::Services]);
     t.apply_service(Change::Replace(vec![svc("a", "x", 80), svc("a", "y", 80)]));
-    t.snapshot().unwrap();
+    t.take_changes(false).unwrap();
     // y unchanged, x removed, z added: two changes.
     t.apply_service(Change::Replace(vec![svc("a", "y", 80), svc("a", "z", 80)]));
     let c = t.counters();
@@ -89,6 +92,51 @@ fn replace_diffs_against_current_objects() {
         .map(|k| k.1)
         .collect();
     assert_eq!(names, ["y", "z"]);
+    // The delta names x as deleted and z as new; y is not in it.
+    let (delta, _) = t.take_changes(false).unwrap();
+    let entries: Vec<_> = delta
+        .services
+        .iter()
+        .map(|(k, v)| (k.1.as_str(), v.is_some()))
+        .collect();
+    assert_eq!(entries, [("x", false), ("z", true)]);
+}
+
+#[test]
+fn deltas_carry_changed_slices_node_and_service_cidrs() {
+    let t = ChangeTracker::new(&ObjectKind::ALL);
+    t.apply_service(Change::Replace(vec![svc("a", "s", 80)]));
+    t.apply_slice(Change::Replace(vec![
+        slice("a", "s-1", "s"),
+        slice("a", "s-2", "s"),
+    ]));
+    t.apply_node(Change::Replace(vec![node("n1")]));
+    let (first, _) = t.take_changes(true).unwrap();
+    assert_eq!((first.services.len(), first.endpoint_slices.len()), (1, 2));
+    assert!(first.node.is_some());
+
+    // A slice moves from Service s to Service t: one slice in the delta, both Services pending.
+    t.apply_slice(Change::Apply(slice("a", "s-2", "t")));
+    assert_eq!(t.counters().endpoint_changes_pending, 2);
+    t.apply_slice(Change::Delete(slice("a", "s-1", "s")));
+    t.apply_node(Change::Apply(node("n2")));
+    t.apply_service_cidr(Change::Apply(
+        serde_json::from_value(json!({"metadata": {"name": "kubernetes"},
+            "spec": {"cidrs": ["10.96.0.0/16"]}}))
+        .unwrap(),
+    ));
+    let (delta, _) = t.take_changes(false).unwrap();
+    assert!(delta.services.is_empty());
+    let slices: Vec<_> = delta
+        .endpoint_slices
+        .iter()
+        .map(|(k, v)| (k.1.as_str(), v.is_some()))
+        .collect();
+    assert_eq!(slices, [("s-1", false), ("s-2", true)]);
+    let node = delta.node.expect("node changed").expect("node present");
+    assert_eq!(node.metadata.name.as_deref(), Some("n2"));
+    assert_eq!(delta.service_cidrs.expect("cidrs changed").len(), 1);
+    assert!(t.take_changes(false).unwrap().0.is_empty());
 }
 
 #[test]

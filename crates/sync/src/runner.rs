@@ -5,9 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kube_proxy_model::{
-    build_state_cached, BuildCache, ClusterObjects, NodeContext, ProxyState, Rejection,
-};
+use kube_proxy_model::{IncrementalBuilder, NodeContext, ObjectDelta, ProxyState, Rejection};
 
 use crate::dataplane::{Dataplane, SyncListener, SyncOutcome};
 use crate::schedule::{Schedule, ScheduleConfig};
@@ -17,8 +15,9 @@ use crate::schedule::{Schedule, ScheduleConfig};
 pub trait StateSource: Send + Sync + 'static {
     /// Every watched kind has finished its initial list.
     fn is_ready(&self) -> bool;
-    /// The objects now, marking pending changes as taken. `None` while not ready.
-    fn take_snapshot(&self) -> Option<Snapshot>;
+    /// The objects changed since the previous call (every object when `everything`), marking them taken.
+    /// `None` while not ready.
+    fn take_changes(&self, everything: bool) -> Option<Snapshot>;
     /// Completes after something changed since the previous call completed (no wake-up is lost).
     fn changed(&self) -> impl Future<Output = ()> + Send + '_;
 }
@@ -26,7 +25,8 @@ pub trait StateSource: Send + Sync + 'static {
 /// What a source hands the runner at each sync.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub objects: ClusterObjects,
+    /// The objects that changed since the previous snapshot (all of them in the first).
+    pub delta: ObjectDelta,
     /// When the oldest change not yet taken was queued (for network-programming latency).
     pub oldest_change: Option<Instant>,
     /// Service changes seen since start.
@@ -44,8 +44,8 @@ pub struct RunnerConfig {
 
 struct FamilySlot {
     dataplane: Option<Box<dyn Dataplane>>,
-    /// Per-Service memo of earlier builds: a sync after one change re-parses only what changed.
-    cache: BuildCache,
+    /// This family's state, updated from each snapshot's delta: a change costs work for itself only.
+    builder: IncrementalBuilder,
     /// Last state the dataplane accepted.
     applied: Arc<ProxyState>,
     force_full: bool,
@@ -54,11 +54,12 @@ struct FamilySlot {
 /// Drives every family's dataplane from one source.
 pub struct Runner<S: StateSource> {
     source: Arc<S>,
-    cfg: RunnerConfig,
     families: Vec<FamilySlot>,
     listener: Arc<dyn SyncListener>,
     schedule: Schedule,
     seen_rejections: HashSet<Rejection>,
+    /// Whether the builders have seen every object yet (the first snapshot asks for everything).
+    primed: bool,
     syncs: u64,
 }
 
@@ -75,8 +76,8 @@ impl<S: StateSource> Runner<S> {
             .map(|dp| {
                 let empty = Arc::new(ProxyState::empty(dp.family(), cfg.node.node_name.clone()));
                 FamilySlot {
+                    builder: IncrementalBuilder::new(dp.family(), cfg.node.clone()),
                     dataplane: Some(dp),
-                    cache: BuildCache::default(),
                     applied: empty,
                     force_full: true,
                 }
@@ -85,10 +86,10 @@ impl<S: StateSource> Runner<S> {
         Runner {
             schedule: Schedule::new(cfg.schedule),
             source,
-            cfg,
             families,
             listener,
             seen_rejections: HashSet::new(),
+            primed: false,
             syncs: 0,
         }
     }
@@ -139,13 +140,14 @@ impl<S: StateSource> Runner<S> {
         let start = Instant::now();
         self.schedule.started(start);
         self.syncs += 1;
-        let Some(snapshot) = self.source.take_snapshot() else {
+        let Some(snapshot) = self.source.take_changes(!self.primed) else {
             tracing::debug!("source not ready; skipping sync");
             self.schedule.finished(true, Instant::now());
             return true;
         };
+        self.primed = true;
         self.listener.snapshot_taken(&snapshot);
-        let (objects, oldest_change) = (&snapshot.objects, snapshot.oldest_change);
+        let oldest_change = snapshot.oldest_change;
         let mut rejections = HashSet::new();
         let mut all_ok = true;
         for slot in &mut self.families {
@@ -153,9 +155,8 @@ impl<S: StateSource> Runner<S> {
                 continue;
             };
             let family = dataplane.family();
-            let out = build_state_cached(objects, &self.cfg.node, family, &mut slot.cache);
-            rejections.extend(out.rejections);
-            let state = Arc::new(out.state);
+            let state = slot.builder.apply(&snapshot.delta).state;
+            rejections.extend(slot.builder.rejections().cloned());
             let force_full = slot.force_full;
             let began = Instant::now();
             let joined = tokio::task::spawn_blocking(move || {

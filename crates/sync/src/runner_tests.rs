@@ -4,39 +4,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube_proxy_model::{ClusterObjects, IpFamily, NodeContext, ProxyState, Rejection};
+use kube_proxy_sources::{ChangeTracker, ObjectKind};
 use tokio::sync::Notify;
 
 use super::*;
 use crate::dataplane::{DataplaneError, SyncReport};
 use crate::schedule::ScheduleConfig;
 
-#[derive(Default)]
-struct FakeSource {
-    ready: Mutex<bool>,
-    objects: Mutex<ClusterObjects>,
-    notify: Notify,
+/// The real change tracker as the source; `set` replaces every object, as the manifest source does.
+type Source = ChangeTracker;
+
+fn source() -> Arc<Source> {
+    Arc::new(ChangeTracker::new(&ObjectKind::ALL))
 }
 
-impl FakeSource {
+trait SetAll {
+    fn set(&self, objects: ClusterObjects);
+}
+
+impl SetAll for Source {
     fn set(&self, objects: ClusterObjects) {
-        *self.objects.lock().unwrap() = objects;
-        *self.ready.lock().unwrap() = true;
-        self.notify.notify_one();
-    }
-}
-
-impl StateSource for FakeSource {
-    fn is_ready(&self) -> bool {
-        *self.ready.lock().unwrap()
-    }
-    fn take_snapshot(&self) -> Option<crate::Snapshot> {
-        self.is_ready().then(|| crate::Snapshot {
-            objects: self.objects.lock().unwrap().clone(),
-            ..Default::default()
-        })
-    }
-    fn changed(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
-        self.notify.notified()
+        self.replace_all(objects);
     }
 }
 
@@ -123,10 +111,7 @@ fn svc(name: &str, ip: &str) -> serde_json::Value {
     })
 }
 
-fn runner(
-    source: Arc<FakeSource>,
-    families: &[IpFamily],
-) -> (Runner<FakeSource>, Record, Arc<Heard>) {
+fn runner(source: Arc<Source>, families: &[IpFamily]) -> (Runner<Source>, Record, Arc<Heard>) {
     let record = Record::default();
     let heard = Arc::new(Heard::default());
     let dataplanes: Vec<Box<dyn Dataplane>> = families
@@ -156,7 +141,7 @@ fn runner(
 
 #[tokio::test]
 async fn first_sync_is_full_and_later_ones_are_not() {
-    let source = Arc::new(FakeSource::default());
+    let source = source();
     source.set(objects(serde_json::json!([svc("a", "10.96.0.10")])));
     let (mut r, record, heard) = runner(source.clone(), &[IpFamily::V4]);
     assert!(r.sync_once().await);
@@ -174,7 +159,7 @@ async fn first_sync_is_full_and_later_ones_are_not() {
 
 #[tokio::test]
 async fn failure_forces_full_retry_and_keeps_last_applied_state() {
-    let source = Arc::new(FakeSource::default());
+    let source = source();
     source.set(objects(serde_json::json!([svc("a", "10.96.0.10")])));
     let (mut r, record, heard) = runner(source.clone(), &[IpFamily::V4]);
     assert!(r.sync_once().await);
@@ -200,7 +185,7 @@ async fn failure_forces_full_retry_and_keeps_last_applied_state() {
 
 #[tokio::test]
 async fn each_family_gets_its_own_state() {
-    let source = Arc::new(FakeSource::default());
+    let source = source();
     source.set(objects(serde_json::json!([
         svc("v4", "10.96.0.10"),
         {
@@ -219,7 +204,7 @@ async fn each_family_gets_its_own_state() {
 
 #[tokio::test]
 async fn rejections_are_reported_once_while_they_persist() {
-    let source = Arc::new(FakeSource::default());
+    let source = source();
     source.set(objects(serde_json::json!([
         svc("good", "10.96.0.10"),
         svc("bad", "10.96.0.999")
@@ -239,7 +224,7 @@ async fn rejections_are_reported_once_while_they_persist() {
 
 #[tokio::test]
 async fn run_waits_for_readiness_then_syncs_on_change() {
-    let source = Arc::new(FakeSource::default());
+    let source = source();
     let (r, record, _heard) = runner(source.clone(), &[IpFamily::V4]);
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();

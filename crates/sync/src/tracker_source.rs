@@ -11,9 +11,9 @@ impl StateSource for ChangeTracker {
         ChangeTracker::is_ready(self)
     }
 
-    fn take_snapshot(&self) -> Option<Snapshot> {
-        ChangeTracker::take_snapshot(self).map(|(objects, counters)| Snapshot {
-            objects,
+    fn take_changes(&self, everything: bool) -> Option<Snapshot> {
+        ChangeTracker::take_changes(self, everything).map(|(delta, counters)| Snapshot {
+            delta,
             oldest_change: counters.oldest_pending,
             service_changes_total: counters.service_changes_total,
             endpoint_changes_total: counters.endpoint_changes_total,

@@ -1,8 +1,9 @@
 //! [`StatusBoard`]: what the proxy last programmed, per IP family, for the `/statusz` page.
 //!
 //! The binary's sync listener calls [`StatusBoard::record_sync`] after every successful sync; the metrics server
-//! reads a consistent [`StatusSnapshot`]. The board keeps plain strings and numbers only (copied out of the
-//! `ProxyState`), so a snapshot never holds a programmed state alive. No I/O and no HTTP here.
+//! reads a consistent [`StatusSnapshot`]. Recording keeps a reference to the programmed `ProxyState` (which the
+//! runner holds anyway) and nothing else, so a sync pays O(1) here; the per-service strings of `/statusz` are
+//! made only when someone asks for a snapshot. No I/O and no HTTP here.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,7 +18,13 @@ use crate::clock::{Clock, SystemClock};
 pub struct StatusBoard {
     mode: String,
     clock: Arc<dyn Clock>,
-    families: RwLock<BTreeMap<IpFamily, FamilyStatus>>,
+    families: RwLock<BTreeMap<IpFamily, Recorded>>,
+}
+
+/// What a sync recorded for one family; the services are read out of `state` at snapshot time.
+struct Recorded {
+    status: FamilyStatus,
+    state: Arc<ProxyState>,
 }
 
 impl std::fmt::Debug for StatusBoard {
@@ -127,33 +134,32 @@ impl StatusBoard {
         family: IpFamily,
         full: bool,
         counts: &[(String, u64)],
-        state: &ProxyState,
+        state: &Arc<ProxyState>,
     ) {
         let now = self.clock.now();
-        let services = state
-            .services
-            .values()
-            .map(|s| ServiceStatus::from_state(s))
-            .collect();
         let mut families = self.families.write().unwrap_or_else(|e| e.into_inner());
-        let entry = families.entry(family).or_insert_with(|| FamilyStatus {
-            family,
-            last_full_sync: None,
-            last_partial_sync: None,
-            full_syncs: 0,
-            partial_syncs: 0,
-            counts: Vec::new(),
-            services: Vec::new(),
+        let entry = families.entry(family).or_insert_with(|| Recorded {
+            status: FamilyStatus {
+                family,
+                last_full_sync: None,
+                last_partial_sync: None,
+                full_syncs: 0,
+                partial_syncs: 0,
+                counts: Vec::new(),
+                services: Vec::new(),
+            },
+            state: Arc::clone(state),
         });
+        let status = &mut entry.status;
         if full {
-            entry.last_full_sync = Some(now);
-            entry.full_syncs += 1;
+            status.last_full_sync = Some(now);
+            status.full_syncs += 1;
         } else {
-            entry.last_partial_sync = Some(now);
-            entry.partial_syncs += 1;
+            status.last_partial_sync = Some(now);
+            status.partial_syncs += 1;
         }
-        entry.counts = counts.to_vec();
-        entry.services = services;
+        status.counts = counts.to_vec();
+        entry.state = Arc::clone(state);
     }
 
     /// A consistent copy of everything recorded.
@@ -162,7 +168,18 @@ impl StatusBoard {
         StatusSnapshot {
             mode: self.mode.clone(),
             now: self.clock.now(),
-            families: families.values().cloned().collect(),
+            families: families
+                .values()
+                .map(|r| FamilyStatus {
+                    services: r
+                        .state
+                        .services
+                        .values()
+                        .map(|s| ServiceStatus::from_state(s))
+                        .collect(),
+                    ..r.status.clone()
+                })
+                .collect(),
         }
     }
 }
@@ -230,9 +247,19 @@ mod tests {
         let board = StatusBoard::with_clock("iptables", clock.clone());
         assert!(board.snapshot().families.is_empty());
 
-        board.record_sync(IpFamily::V4, true, &[("nat".into(), 12)], &state());
+        board.record_sync(
+            IpFamily::V4,
+            true,
+            &[("nat".into(), 12)],
+            &Arc::new(state()),
+        );
         clock.advance(Duration::from_secs(5));
-        board.record_sync(IpFamily::V4, false, &[("nat".into(), 14)], &state());
+        board.record_sync(
+            IpFamily::V4,
+            false,
+            &[("nat".into(), 14)],
+            &Arc::new(state()),
+        );
 
         let snap = board.snapshot();
         assert_eq!(snap.mode, "iptables");
