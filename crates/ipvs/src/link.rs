@@ -60,23 +60,42 @@ fn host_prefix(ip: &IpAddr) -> u8 {
 
 impl RtnlLink {
     pub fn new(name: impl Into<String>) -> Result<RtnlLink, IpvsError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(IpvsError::OpenSocket)?;
-        let (conn, handle, _) = {
-            let _enter = rt.enter();
-            rtnetlink::new_connection().map_err(IpvsError::OpenSocket)?
-        };
-        rt.spawn(conn);
         let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        // The runtime is built, used and dropped on its own thread (dropping one inside an async context
+        // would panic); a thread starts in its creator's network namespace, so the socket is the caller's.
         std::thread::Builder::new()
             .name("kube-ipvs0-rtnl".into())
             .spawn(move || {
+                let opened = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .and_then(|rt| {
+                        let (conn, handle, _) = {
+                            let _enter = rt.enter();
+                            rtnetlink::new_connection()?
+                        };
+                        rt.spawn(conn);
+                        Ok((rt, handle))
+                    });
+                let (rt, handle) = match opened {
+                    Ok(v) => {
+                        let _ = ready_tx.send(Ok(()));
+                        v
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 for job in rx {
                     job(&rt, &handle);
                 }
             })
+            .map_err(IpvsError::OpenSocket)?;
+        ready_rx
+            .recv()
+            .map_err(|_| IpvsError::OpenSocket(std::io::Error::other("rtnetlink thread ended")))?
             .map_err(IpvsError::OpenSocket)?;
         Ok(RtnlLink {
             name: name.into(),
