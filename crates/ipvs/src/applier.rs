@@ -1,7 +1,8 @@
 //! The IPVS applier: diffs the kernel's IPVS table and kube-ipvs0 addresses against an [`IpvsPlan`] and sends
-//! only the difference, drains removed real servers gracefully, and writes the ipsets and iptables chains.
+//! only the difference, drains removed real servers gracefully, diffs the ipsets likewise, and writes the
+//! iptables chains.
 //!
-//! All kernel access goes through the seams: [`Ipvs`], [`DummyLink`], [`IpsetExec`], [`IptablesExec`],
+//! All kernel access goes through the seams: [`Ipvs`], [`DummyLink`], [`IpsetHandle`], [`IptablesExec`],
 //! [`Sysctl`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +17,8 @@ use kube_proxy_model::{Protocol, ProxyState};
 use crate::config::{IpvsConfig, DUMMY_DEVICE};
 use crate::genl::GenlIpvs;
 use crate::handle::Ipvs;
-use crate::ipset_exec::{IpsetExec, RealIpset};
-use crate::link::{DummyLink, IpLink};
+use crate::ipset_kernel::{sync_ipsets, IpsetHandle, NetlinkIpset};
+use crate::link::{DummyLink, RtnlLink};
 use crate::render::{render, IpvsPlan};
 use crate::rules::{jump_rule, JUMPS};
 use crate::types::{RealServer, ServiceKey};
@@ -37,6 +38,9 @@ pub struct IpvsSyncReport {
     pub reals_deleted: usize,
     pub addresses_added: usize,
     pub addresses_deleted: usize,
+    /// ipset elements added and deleted (only the difference to the kernel's sets is sent).
+    pub ipset_entries_added: usize,
+    pub ipset_entries_deleted: usize,
     /// Real servers still draining after this sync.
     pub pending_graceful: usize,
 }
@@ -49,7 +53,7 @@ pub struct IpvsDataplane {
     cfg: IpvsConfig,
     ipvs: Arc<dyn Ipvs>,
     link: Arc<dyn DummyLink>,
-    ipset: Arc<dyn IpsetExec>,
+    ipset: Arc<dyn IpsetHandle>,
     iptables: Arc<dyn IptablesExec>,
     graceful: BTreeMap<GracefulKey, Instant>,
     /// Virtual and real servers of the last applied plan.
@@ -77,7 +81,7 @@ impl IpvsDataplane {
         cfg: IpvsConfig,
         ipvs: Arc<dyn Ipvs>,
         link: Arc<dyn DummyLink>,
-        ipset: Arc<dyn IpsetExec>,
+        ipset: Arc<dyn IpsetHandle>,
         iptables: Arc<dyn IptablesExec>,
         sysctl: &dyn Sysctl,
     ) -> Result<IpvsDataplane, IpvsError> {
@@ -99,13 +103,14 @@ impl IpvsDataplane {
         })
     }
 
-    /// The production dataplane: generic netlink, `ip`, `ipset`, the iptables binaries of `backend`, `/proc/sys`.
+    /// The production dataplane: IPVS over generic netlink, kube-ipvs0 over rtnetlink, ipsets over nfnetlink,
+    /// the iptables binaries of `backend`, `/proc/sys`.
     pub fn with_real_system(cfg: IpvsConfig, backend: Backend) -> Result<IpvsDataplane, IpvsError> {
         IpvsDataplane::new(
             cfg,
             Arc::new(GenlIpvs::new()?),
-            Arc::new(IpLink::new(DUMMY_DEVICE)),
-            Arc::new(RealIpset),
+            Arc::new(RtnlLink::new(DUMMY_DEVICE)?),
+            Arc::new(NetlinkIpset::new()?),
             Arc::new(RealExec::new(backend)),
             &ProcSysctl,
         )
@@ -146,7 +151,9 @@ impl IpvsDataplane {
         self.link.ensure()?;
         self.sync_ipvs(plan, now, &mut report)?;
         self.sync_addresses(plan, &mut report)?;
-        self.ipset.restore(&plan.ipsets.restore_text())?;
+        let sets = sync_ipsets(&*self.ipset, &plan.ipsets)?;
+        report.ipset_entries_added = sets.added;
+        report.ipset_entries_deleted = sets.deleted;
         self.iptables
             .restore(self.cfg.family, &plan.iptables, true)?;
         self.ensure_jumps()?;

@@ -6,7 +6,7 @@ use kube_proxy_iptables::{IptablesExec, Table};
 use kube_proxy_model::IpFamily;
 
 use crate::handle::Ipvs;
-use crate::ipset_exec::IpsetExec;
+use crate::ipset_kernel::IpsetHandle;
 use crate::ipsets::IpSetName;
 use crate::link::DummyLink;
 use crate::rules::{jump_rule, FILTER_CHAINS, JUMPS, NAT_CHAINS};
@@ -60,7 +60,7 @@ pub fn cleanup(
     ipvs: Option<&dyn Ipvs>,
     link: &dyn DummyLink,
     iptables: &dyn IptablesExec,
-    ipset: &dyn IpsetExec,
+    ipset: &dyn IpsetHandle,
 ) -> Result<(), IpvsError> {
     let mut first = None;
     let mut keep = |r: Result<(), IpvsError>| {
@@ -83,13 +83,14 @@ pub fn cleanup(
     first.map_or(Ok(()), Err)
 }
 
-/// `--cleanup` on the host with the real tools (IPVS is skipped when the kernel has none).
+/// `--cleanup` on the host: IPVS over generic netlink (skipped when the kernel has none), kube-ipvs0 over
+/// rtnetlink, ipsets over nfnetlink, iptables with the binaries of `backend`.
 pub fn cleanup_host(backend: kube_proxy_iptables::Backend) -> Result<(), IpvsError> {
     let ipvs = crate::genl::GenlIpvs::new().ok();
     cleanup(
         ipvs.as_ref().map(|i| i as &dyn Ipvs),
-        &crate::link::IpLink::new(crate::config::DUMMY_DEVICE),
+        &crate::link::RtnlLink::new(crate::config::DUMMY_DEVICE)?,
         &kube_proxy_iptables::RealExec::new(backend),
-        &crate::ipset_exec::RealIpset,
+        &crate::ipset_kernel::NetlinkIpset::new()?,
     )
 }

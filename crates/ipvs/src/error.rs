@@ -19,8 +19,16 @@ pub enum IpvsError {
     Decode(String),
     #[error("address family mismatch: {0} does not match the virtual server")]
     FamilyMismatch(IpAddr),
-    #[error("running {binary}: {detail}")]
-    Command { binary: String, detail: String },
+    #[error("ipset: kernel rejected {op}: {} (errno {errno})", crate::ipset_wire::describe_errno(*errno))]
+    Ipset { op: String, errno: i32 },
+    #[error("bad ipset entry: {0}")]
+    BadIpsetEntry(String),
+    #[error("{op} on {link}: {detail}")]
+    Link {
+        op: &'static str,
+        link: String,
+        detail: String,
+    },
     #[error("programming iptables: {0}")]
     Iptables(#[from] kube_proxy_iptables::IptablesError),
     #[error("setting sysctls: {0}")]

@@ -1,10 +1,13 @@
-//! The ipsets IPVS mode maintains (names, types and comments as upstream's), their desired entries, and the
-//! `ipset restore -exist` text that replaces each set's content atomically (fill a temporary set, swap).
+//! The ipsets IPVS mode maintains (names, types and comments as upstream's) and their desired entries in
+//! `ipset` syntax. The applier programs them over netlink ([`crate::ipset_kernel::sync_ipsets`]);
+//! `render` prints them as `ipset restore -exist` text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use kube_proxy_model::IpFamily;
+
+use crate::ipset_wire::{SetSpec, SetType};
 
 /// Every ipset IPVS mode uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,17 +88,31 @@ impl IpSetName {
     }
 
     /// The ipset type.
-    pub fn set_type(&self) -> &'static str {
+    pub fn kind(&self) -> SetType {
         match self {
-            IpSetName::LoopBack | IpSetName::LoadBalancerSourceIp => "hash:ip,port,ip",
-            IpSetName::LoadBalancerSourceCidr => "hash:ip,port,net",
+            IpSetName::LoopBack | IpSetName::LoadBalancerSourceIp => SetType::HashIpPortIp,
+            IpSetName::LoadBalancerSourceCidr => SetType::HashIpPortNet,
             IpSetName::NodePortTcp
             | IpSetName::NodePortLocalTcp
             | IpSetName::NodePortUdp
             | IpSetName::NodePortLocalUdp
-            | IpSetName::HealthCheckNodePort => "bitmap:port",
-            IpSetName::IpvsIps => "hash:ip",
-            _ => "hash:ip,port",
+            | IpSetName::HealthCheckNodePort => SetType::BitmapPort,
+            IpSetName::IpvsIps => SetType::HashIp,
+            _ => SetType::HashIpPort,
+        }
+    }
+
+    /// The ipset type's name (`hash:ip,port`, ...).
+    pub fn set_type(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// What to create for this set in `family`.
+    pub fn spec(&self, family: IpFamily) -> SetSpec {
+        SetSpec {
+            name: self.name(family),
+            set_type: self.kind(),
+            family,
         }
     }
 
@@ -189,8 +206,8 @@ impl IpSets {
         self.entries.get(&set).into_iter().flatten()
     }
 
-    /// `ipset restore -exist` input: every set is created if missing and its content replaced atomically
-    /// (a temporary set is filled, swapped in, and destroyed).
+    /// The sets as `ipset restore -exist` input (for `render`): every set is created if missing and its
+    /// content replaced atomically (a temporary set is filled, swapped in, and destroyed).
     pub fn restore_text(&self) -> String {
         let mut out = String::new();
         let tag = match self.family {

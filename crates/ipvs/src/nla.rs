@@ -1,7 +1,9 @@
-//! Netlink message and attribute encoding/decoding (just what IPVS' generic netlink family needs).
+//! Netlink message and attribute encoding/decoding (just what IPVS' generic netlink family and ipset's
+//! nfnetlink subsystem need).
 //!
 //! Pure byte manipulation: no sockets here. Integers are host-endian as netlink requires, except ports
-//! (network order, as IPVS stores them) and addresses (raw network bytes).
+//! (network order, as IPVS stores them) and addresses (raw network bytes); attributes that ipset wants in
+//! network order carry [`NLA_F_NET_BYTEORDER`].
 
 use crate::IpvsError;
 
@@ -9,6 +11,7 @@ pub const NLMSG_HDRLEN: usize = 16;
 pub const GENL_HDRLEN: usize = 4;
 pub const NLA_HDRLEN: usize = 4;
 pub const NLA_F_NESTED: u16 = 0x8000;
+pub const NLA_F_NET_BYTEORDER: u16 = 0x4000;
 pub const NLA_TYPE_MASK: u16 = 0x3fff;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
@@ -44,6 +47,12 @@ impl MessageBuilder {
         }
     }
 
+    /// An nfnetlink message: the 4-byte `nfgenmsg` header (family, version 0, resource id 0) has the
+    /// generic netlink header's layout with `family` in the command byte and version 0.
+    pub fn nfnl(msg_type: u16, flags: u16, seq: u32, family: u8) -> MessageBuilder {
+        MessageBuilder::new(msg_type, flags, seq, family, 0)
+    }
+
     pub fn attr(&mut self, kind: u16, payload: &[u8]) -> &mut Self {
         let len = NLA_HDRLEN + payload.len();
         self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
@@ -51,6 +60,20 @@ impl MessageBuilder {
         self.buf.extend_from_slice(payload);
         self.buf.resize(align4(self.buf.len()), 0);
         self
+    }
+
+    pub fn u8(&mut self, kind: u16, v: u8) -> &mut Self {
+        self.attr(kind, &[v])
+    }
+
+    /// A u16 in network byte order, flagged as such.
+    pub fn be16(&mut self, kind: u16, v: u16) -> &mut Self {
+        self.attr(kind | NLA_F_NET_BYTEORDER, &v.to_be_bytes())
+    }
+
+    /// A u32 in network byte order, flagged as such.
+    pub fn be32(&mut self, kind: u16, v: u32) -> &mut Self {
+        self.attr(kind | NLA_F_NET_BYTEORDER, &v.to_be_bytes())
     }
 
     pub fn u16(&mut self, kind: u16, v: u16) -> &mut Self {
@@ -153,6 +176,26 @@ pub fn get_u16(p: &[u8]) -> Result<u16, IpvsError> {
 pub fn get_u32(p: &[u8]) -> Result<u32, IpvsError> {
     p.get(0..4)
         .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        .ok_or_else(|| IpvsError::Decode("short u32 attribute".into()))
+}
+
+pub fn get_u8(p: &[u8]) -> Result<u8, IpvsError> {
+    p.first()
+        .copied()
+        .ok_or_else(|| IpvsError::Decode("short u8 attribute".into()))
+}
+
+/// A u16 carried in network byte order.
+pub fn get_be16(p: &[u8]) -> Result<u16, IpvsError> {
+    p.get(0..2)
+        .map(|b| u16::from_be_bytes(b.try_into().unwrap()))
+        .ok_or_else(|| IpvsError::Decode("short u16 attribute".into()))
+}
+
+/// A u32 carried in network byte order.
+pub fn get_be32(p: &[u8]) -> Result<u32, IpvsError> {
+    p.get(0..4)
+        .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
         .ok_or_else(|| IpvsError::Decode("short u32 attribute".into()))
 }
 

@@ -11,8 +11,8 @@ use kube_proxy_iptables::sim::FakeExec;
 use kube_proxy_iptables::sysctl::MemSysctl;
 use kube_proxy_iptables::{IptablesExec, Table};
 use kube_proxy_ipvs::{
-    render, DummyLink, FakeIpset, FakeIpvs, FakeLink, Ipvs, IpvsConfig, IpvsDataplane, RealServer,
-    ServiceKey, Timeouts, VirtualServer,
+    render, DummyLink, FakeIpset, FakeIpvs, FakeLink, IpsetHandle, Ipvs, IpvsConfig, IpvsDataplane,
+    RealServer, ServiceKey, Timeouts, VirtualServer,
 };
 use kube_proxy_model::{IpFamily, Protocol, ProxyState};
 
@@ -372,8 +372,12 @@ fn addresses_ipsets_and_jumps() {
             .collect::<Vec<_>>(),
         vec![ip("10.96.0.10")]
     );
-    let sets = r.ipset.inputs.lock().unwrap().last().cloned().unwrap();
-    assert!(sets.contains(" 10.96.0.10,tcp:80\n"), "{sets}");
+    assert_eq!(
+        r.ipset.members("KUBE-CLUSTER-IP"),
+        vec!["10.96.0.10,tcp:80"]
+    );
+    assert_eq!(r.ipset.members("KUBE-IPVS-IPS"), vec!["10.96.0.10"]);
+    assert_eq!((rep.ipset_entries_added, rep.ipset_entries_deleted), (2, 0));
     let nat = r.ipt.save(IpFamily::V4, Table::Nat).unwrap();
     assert!(
         nat.contains(
@@ -432,4 +436,98 @@ fn counts_describe_the_last_plan() {
     assert_eq!(c[0], ("virtual_servers".to_string(), 1));
     assert_eq!(c[1], ("real_servers".to_string(), 2));
     assert_eq!(c[2], ("draining".to_string(), 0));
+}
+
+#[test]
+fn ipsets_are_diffed_against_the_kernel() {
+    let mut r = rig();
+    r.apply(&web(&["10.244.1.1"]), Instant::now());
+    let sets = r.ipset.sets.lock().unwrap().len();
+    assert_eq!(sets, 17, "every IPv4 set is created");
+    assert_eq!(r.ipset.batches.lock().unwrap().len(), 1);
+
+    // Nothing changed: nothing is sent.
+    let rep = r.apply(&web(&["10.244.1.1"]), Instant::now());
+    assert_eq!((rep.ipset_entries_added, rep.ipset_entries_deleted), (0, 0));
+    assert_eq!(r.ipset.batches.lock().unwrap().len(), 1, "no update batch");
+
+    // A stray element (someone else's, or left by an earlier run) is deleted; a new service port adds its
+    // entries only; deletions come first.
+    r.ipset
+        .update(&[kube_proxy_ipvs::ipset_kernel::Change {
+            add: true,
+            set: "KUBE-CLUSTER-IP".into(),
+            member: kube_proxy_ipvs::ipset_wire::Member::parse(
+                kube_proxy_ipvs::ipset_wire::SetType::HashIpPort,
+                "10.96.9.9,udp:53",
+            )
+            .unwrap(),
+        }])
+        .unwrap();
+    let two = state(
+        IpFamily::V4,
+        vec![
+            svc(
+                "web",
+                Protocol::Tcp,
+                "10.96.0.10",
+                80,
+                vec![ep("10.244.1.1", 8080, false)],
+            ),
+            svc(
+                "api",
+                Protocol::Tcp,
+                "10.96.0.11",
+                443,
+                vec![ep("10.244.1.2", 8443, false)],
+            ),
+        ],
+    );
+    let rep = r.apply(&two, Instant::now());
+    assert_eq!((rep.ipset_entries_added, rep.ipset_entries_deleted), (2, 1));
+    let last: Vec<String> = r
+        .ipset
+        .batches
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                if c.add { "add" } else { "del" },
+                c.set,
+                c.member
+            )
+        })
+        .collect();
+    assert_eq!(
+        last,
+        vec![
+            "del KUBE-CLUSTER-IP 10.96.9.9,udp:53",
+            "add KUBE-CLUSTER-IP 10.96.0.11,tcp:443",
+            "add KUBE-IPVS-IPS 10.96.0.11",
+        ]
+    );
+    assert_eq!(
+        r.ipset.members("KUBE-CLUSTER-IP"),
+        vec!["10.96.0.10,tcp:80", "10.96.0.11,tcp:443"]
+    );
+}
+
+#[test]
+fn a_set_of_another_type_is_an_error() {
+    let mut r = rig();
+    r.ipset
+        .ensure_sets(&[kube_proxy_ipvs::ipset_wire::SetSpec {
+            name: "KUBE-CLUSTER-IP".into(),
+            set_type: kube_proxy_ipvs::ipset_wire::SetType::HashIp,
+            family: IpFamily::V4,
+        }])
+        .unwrap();
+    let plan = render(&web(&["10.244.1.1"]), r.dp.config());
+    let err = r.dp.apply(&plan, Instant::now()).unwrap_err().to_string();
+    assert!(err.contains("KUBE-CLUSTER-IP"), "{err}");
+    assert!(err.contains("another type"), "{err}");
 }

@@ -32,6 +32,7 @@ pub const ALL: &[Scenario] = &[
     ("ipvs-available", available),
     ("genl-crud", genl_crud),
     ("schedulers", schedulers),
+    ("rtnl-dummy-link", rtnl_dummy_link),
     ("clusterip-traffic", clusterip_traffic),
     ("session-affinity", session_affinity),
     ("ipvsadm-listing", ipvsadm_listing),

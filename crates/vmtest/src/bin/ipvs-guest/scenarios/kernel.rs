@@ -168,6 +168,67 @@ pub(super) fn available() -> Result<(), String> {
     kube_proxy_ipvs::ipvs_support(std::path::Path::new("/proc")).map_err(|u| u.0)
 }
 
+/// kube-ipvs0 over rtnetlink (this host's kernel has no dummy links): create (twice), add IPv4 and IPv6
+/// addresses (usable at once: no DAD), list them per family, delete one, delete the link (twice).
+pub(super) fn rtnl_dummy_link() -> Result<(), String> {
+    use kube_proxy_ipvs::{DummyLink, RtnlLink};
+    let link = RtnlLink::new("kprs-dummy0").map_err(e("open"))?;
+    if !link.addresses(IpFamily::V4).map_err(e("list"))?.is_empty() {
+        return Err("addresses of a missing link".into());
+    }
+    link.delete().map_err(e("delete missing"))?;
+    link.ensure().map_err(e("create"))?;
+    link.ensure().map_err(e("create again"))?;
+    let shown = sh("ip", &["-d", "link", "show", "dev", "kprs-dummy0"])?;
+    if !shown.contains("dummy") {
+        return Err(format!("not a dummy link: {shown}"));
+    }
+    for a in ["10.96.7.1", "10.96.7.2", "fd00:96::7"] {
+        link.add_address(ip(a)).map_err(e("add"))?;
+    }
+    link.add_address(ip("10.96.7.1")).map_err(e("add again"))?;
+    let v4: Vec<String> = link
+        .addresses(IpFamily::V4)
+        .map_err(e("list v4"))?
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let v6: Vec<String> = link
+        .addresses(IpFamily::V6)
+        .map_err(e("list v6"))?
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if v4 != ["10.96.7.1", "10.96.7.2"] || v6 != ["fd00:96::7"] {
+        return Err(format!("listed {v4:?} {v6:?}"));
+    }
+    let addrs = sh("ip", &["addr", "show", "dev", "kprs-dummy0"])?;
+    if !addrs.contains("10.96.7.2/32")
+        || !addrs.contains("fd00:96::7/128")
+        || addrs.contains("tentative")
+    {
+        return Err(format!("ip addr: {addrs}"));
+    }
+    link.delete_address(ip("10.96.7.2"))
+        .map_err(e("delete address"))?;
+    link.delete_address(ip("10.96.7.2"))
+        .map_err(e("delete address again"))?;
+    link.delete_address(ip("fd00:96::7"))
+        .map_err(e("delete v6 address"))?;
+    let addrs = sh("ip", &["addr", "show", "dev", "kprs-dummy0"])?;
+    if addrs.contains("10.96.7.2")
+        || addrs.contains("fd00:96::7")
+        || !addrs.contains("10.96.7.1/32")
+    {
+        return Err(format!("after delete: {addrs}"));
+    }
+    link.delete().map_err(e("delete"))?;
+    if sh("ip", &["link", "show", "dev", "kprs-dummy0"]).is_ok() {
+        return Err("link left".into());
+    }
+    link.delete().map_err(e("delete again"))
+}
+
 /// `--cleanup` removes virtual servers, kube-ipvs0, our iptables chains and jumps, and the ipsets.
 pub(super) fn cleanup() -> Result<(), String> {
     topology()?;
