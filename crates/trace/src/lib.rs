@@ -17,6 +17,7 @@
 
 mod error;
 mod eval;
+pub mod nft;
 mod packet;
 pub mod rule;
 mod ruleset;
@@ -27,7 +28,9 @@ mod walk;
 pub use error::TraceError;
 pub use packet::{parse_destination, Origin, Packet, TraceOptions};
 pub use ruleset::{is_builtin, Chain, RuleRef, Ruleset, Table};
-pub use trace::{Affinity, Masquerade, Outcome, Trace, Unsupported, Verdict};
+pub use trace::{
+    Affinity, ListenerHit, Masquerade, Outcome, Trace, Unsupported, Verdict, VirtualServerHit,
+};
 pub use walk::walk;
 
 /// Traces `packet` through already-parsed rules, adding kube-proxy's built-in-chain jumps first when

@@ -138,6 +138,8 @@ fn finish(b: Branch, verdict: Verdict, decided_by: Option<RuleRef>) -> Outcome {
         masquerade: b.masquerade,
         affinity: b.affinity,
         delivered_locally: b.delivered_locally,
+        virtual_server: None,
+        listener: None,
     }
 }
 
