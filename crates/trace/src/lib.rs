@@ -17,6 +17,7 @@
 
 mod error;
 mod eval;
+pub mod ipvs;
 pub mod nft;
 mod packet;
 pub mod rule;
