@@ -1,4 +1,5 @@
-//! A pure, root-free packet tracer for kube-proxy's iptables mode.
+//! A pure, root-free packet tracer for kube-proxy's modes: iptables (this module's top level), nftables
+//! ([`nft`]), IPVS ([`ipvs`], on top of the iptables walker) and userspace ([`userspace`]).
 //!
 //! Give it `iptables-save` output (or the `iptables-restore` text kube-proxy-rs renders) and a packet; it walks
 //! the nat and filter tables in netfilter's hook order, follows every `-m statistic` branch and reports each
@@ -24,6 +25,7 @@ pub mod rule;
 mod ruleset;
 mod tokens;
 mod trace;
+pub mod userspace;
 mod walk;
 
 pub use error::TraceError;
