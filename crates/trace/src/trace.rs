@@ -211,6 +211,12 @@ impl Trace {
                         m.decided_by.table, m.decided_by.chain, m.decided_by.rule
                     );
                 }
+                None if matches!(o.verdict, Verdict::Proxy { .. }) => {
+                    let _ = writeln!(
+                        s,
+                        "  the backend sees the node's address (the proxy's own connection)"
+                    );
+                }
                 None => {
                     let _ = writeln!(s, "  not masqueraded");
                 }
