@@ -411,9 +411,7 @@ fn service_semantics(mode: Mode) {
     );
 
     // The tracer, reading node1's live rules, predicts what the traffic above did.
-    if mode == Mode::Iptables {
-        trace_matches_traffic(&c);
-    }
+    trace_matches_traffic(&c, mode);
 
     // Negative checks, once everything above is programmed.
     let save = c.rules(mode, Family::V4);
@@ -684,49 +682,62 @@ fn masquerade_all_and_health_check_node_port(mode: Mode) {
     let _ = node("unused", 3, "zone-c");
 }
 
-/// `kube-proxy-rs trace` against the live kernel, side by side with what the traffic checks observed.
-fn trace_matches_traffic(c: &Cluster) {
+/// `kube-proxy-rs trace --proxy-mode MODE` against the live kernel, side by side with what the traffic checks
+/// above observed.
+fn trace_matches_traffic(c: &Cluster, mode: Mode) {
     let dnat = |ip: &str| format!("dnat {ip}:{}", common::POD_PORT);
+    let t = |src: &str, dst: &str, iface: &str| c.trace(mode, src, dst, iface);
     // NodePort, eTP Cluster: reached pod-c, masqueraded.
     assert_eq!(
-        c.trace(CLIENT, sa(NODE1, 30080), "eth0"),
+        t(CLIENT, &format!("{NODE1}:30080"), "eth0"),
         vec![(dnat(C), true)]
     );
     // eTP Local: the local endpoint, source preserved.
     assert_eq!(
-        c.trace(CLIENT, sa(NODE1, 30081), "eth0"),
+        t(CLIENT, &format!("{NODE1}:30081"), "eth0"),
         vec![(dnat(A), false)]
     );
-    // eTP Local without local endpoints: dropped.
-    assert_eq!(
-        c.trace(CLIENT, sa(NODE1, 30082), "eth0"),
+    // eTP Local without local endpoints: dropped. IPVS sends it to the cluster endpoint with the client's
+    // address kept; pod-c's reply bypasses node1, so the client times out as with a drop.
+    let remote = if mode == Mode::Ipvs {
+        vec![(dnat(C), false)]
+    } else {
         vec![("drop".into(), false)]
-    );
+    };
+    assert_eq!(t(CLIENT, &format!("{NODE1}:30082"), "eth0"), remote);
     // No endpoints: rejected.
     assert_eq!(
-        c.trace(A, sa("10.96.0.11", 80), "veth-pod-a"),
+        t(A, "10.96.0.11:80", "veth-pod-a"),
         vec![("reject".into(), false)]
+    );
+    // iTP Local without local endpoints: dropped (IPVS: a virtual server without real servers, refused).
+    let itp_remote = if mode == Mode::Ipvs { "reject" } else { "drop" };
+    assert_eq!(
+        t(A, "10.96.0.16:80", "veth-pod-a"),
+        vec![(itp_remote.into(), false)]
     );
     // Source range not admitted: dropped; admitted: DNAT.
     assert_eq!(
-        c.trace(CLIENT, sa("192.168.100.11", 80), "eth0"),
+        t(CLIENT, "192.168.100.11:80", "eth0"),
         vec![("drop".into(), false)]
     );
     assert_eq!(
-        c.trace(CLIENT, sa("192.168.100.10", 80), "eth0"),
+        t(CLIENT, "192.168.100.10:80", "eth0"),
         vec![(dnat(C), true)]
     );
     // Three endpoints, one outcome each; only the hairpin (pod-a to itself) is masqueraded.
-    let mut web = c.trace(A, sa("10.96.0.10", 80), "veth-pod-a");
+    let mut web = t(A, "10.96.0.10:80", "veth-pod-a");
     web.sort();
     assert_eq!(
         web,
         vec![(dnat(A), true), (dnat(B), false), (dnat(C), false)]
     );
     // iTP Local: only the local endpoint.
+    assert_eq!(t(B, "10.96.0.15:80", "veth-pod-b"), vec![(dnat(A), false)]);
+    // UDP ClusterIP.
     assert_eq!(
-        c.trace(B, sa("10.96.0.15", 80), "veth-pod-b"),
-        vec![(dnat(A), false)]
+        t(A, "10.96.0.53:53/udp", "veth-pod-a"),
+        vec![(format!("dnat {C}:{}", common::POD_PORT), false)]
     );
 }
 

@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::objects::{ep, service, slice};
-use common::{privileged, sa, set, tcp, tcp_backends, udp, Cluster, A, B, C, C6, NODE1};
+use common::{privileged, sa, set, tcp, tcp_backends, udp, Cluster, A, B, C, C6, CLIENT, NODE1};
 use kube_proxy_testkit::apiserver::Kind;
 use kube_proxy_testkit::netns::Family;
 use serde_json::json;
@@ -81,6 +81,40 @@ fn load_scenarios(c: &Cluster) {
     ));
     c.apply(slice("web6", "web6-v4", "IPv4", "TCP", &[ep(C, "node2")]));
     c.apply(slice("web6", "web6-v6", "IPv6", "TCP", &[ep(C6, "node2")]));
+}
+
+/// `kube-proxy-rs trace --proxy-mode userspace` from the cluster's objects, side by side with the traffic checks
+/// of [`service_semantics`]: the proxy accepts the connection and connects to each endpoint with probability
+/// 1/N; a port nobody listens on is refused.
+fn trace_matches_traffic(c: &Cluster, bind_vips: bool) {
+    let bind = format!("--userspace-bind-vips={bind_vips}");
+    let t = |src: &str, dst: &str| {
+        let mut got = c.trace_manifests(&["--proxy-mode", "userspace", &bind], src, dst);
+        got.sort();
+        got
+    };
+    let proxy = |ip: &str| (format!("proxy {ip}:{}", common::POD_PORT), false);
+    // web: every endpoint (the traffic saw pod-a, pod-b and pod-c).
+    assert_eq!(t(A, "10.96.0.10:80"), vec![proxy(A), proxy(B), proxy(C)]);
+    // np via node1's NodePort and ext via its externalIP: pod-c.
+    assert_eq!(t(CLIENT, &format!("{NODE1}:30080")), vec![proxy(C)]);
+    assert_eq!(t(CLIENT, "192.168.100.20:80"), vec![proxy(C)]);
+    // dns over UDP.
+    assert_eq!(t(A, "10.96.0.53:53/udp"), vec![proxy(C)]);
+    // web6 over IPv6.
+    let a6 = c.pod_ip("pod-a", Family::V6).to_string();
+    assert_eq!(t(&a6, "[fd00:96::25]:80"), vec![proxy(&format!("[{C6}]"))]);
+    // dead: both endpoints are candidates; the proxy moves on from the dead one, so every connection succeeded.
+    assert_eq!(t(B, "10.96.0.30:80"), vec![proxy(DEAD), proxy(A)]);
+    // No listener on a node port: refused, as the traffic sees it.
+    assert_eq!(
+        t(CLIENT, &format!("{NODE1}:30099")),
+        vec![("reject".to_string(), false)]
+    );
+    assert!(
+        matches!(tcp(&c.topo.client, sa(NODE1, 30099)), Err(e) if e.is_rejected()),
+        "nothing listens on node1:30099"
+    );
 }
 
 /// Starts the proxy in node1 in userspace mode, with bind-VIPs addressing when asked.
@@ -226,6 +260,9 @@ fn service_semantics(bind_vips: bool) {
         "web6 over IPv6",
         || matches!(tcp(pod_a, web6), Ok(r) if r.backend == "pod-c"),
     );
+
+    // The tracer, from the same objects as manifests, predicts the listener and backends the traffic used.
+    trace_matches_traffic(&c, bind_vips);
 
     // The dead endpoint was tried, and reported.
     let log = c.proxy_log();

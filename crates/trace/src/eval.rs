@@ -90,6 +90,17 @@ fn eval_match(m: &Match, st: &PacketState, opts: &TraceOptions) -> bool {
             (hit, *negated)
         }
         Match::RecentSet { .. } => (true, false),
+        Match::Set {
+            name,
+            dirs,
+            negated,
+        } => (
+            opts.ipsets
+                .get(name)
+                .is_some_and(|entries| entries.iter().any(|e| ipset_entry_matches(e, dirs, st))),
+            *negated,
+        ),
+        Match::PhysdevIsIn { negated } => (false, *negated),
         // Handled by eval_rule; unknown matches never match.
         Match::Probability { .. } | Match::RecentCheck { .. } | Match::Unsupported(_) => {
             return false
@@ -105,4 +116,31 @@ fn iface(pattern: &str, actual: Option<&str>) -> bool {
         Some(prefix) => actual.starts_with(prefix),
         None => actual == pattern,
     }
+}
+
+/// Whether an `ipset save` entry (`10.96.0.10,tcp:80`, `30080`, `1.2.3.4,tcp:80,10.0.0.0/8`) holds the
+/// packet's fields named by `dirs` (one per component; `true`: source address/port).
+fn ipset_entry_matches(entry: &str, dirs: &[bool], st: &PacketState) -> bool {
+    let parts: Vec<&str> = entry.split(',').collect();
+    if parts.len() != dirs.len() {
+        return false;
+    }
+    parts.iter().zip(dirs).all(|(part, src)| {
+        let (addr, port) = if *src {
+            (st.src, st.src_port)
+        } else {
+            (st.dst, st.dst_port)
+        };
+        if let Some((proto, p)) = part.split_once(':') {
+            return proto.eq_ignore_ascii_case(st.protocol) && p.parse() == Ok(port);
+        }
+        if let Ok(p) = part.parse::<u16>() {
+            return p == port;
+        }
+        if let Ok(ip) = part.parse::<IpAddr>() {
+            return ip == addr;
+        }
+        part.parse::<ipnet::IpNet>()
+            .is_ok_and(|net| net.contains(&addr))
+    })
 }

@@ -1,4 +1,5 @@
-//! A pure, root-free packet tracer for kube-proxy's iptables mode.
+//! A pure, root-free packet tracer for kube-proxy's modes: iptables (this module's top level), nftables
+//! ([`nft`]), IPVS ([`ipvs`], on top of the iptables walker) and userspace ([`userspace`]).
 //!
 //! Give it `iptables-save` output (or the `iptables-restore` text kube-proxy-rs renders) and a packet; it walks
 //! the nat and filter tables in netfilter's hook order, follows every `-m statistic` branch and reports each
@@ -17,17 +18,22 @@
 
 mod error;
 mod eval;
+pub mod ipvs;
+pub mod nft;
 mod packet;
 pub mod rule;
 mod ruleset;
 mod tokens;
 mod trace;
+pub mod userspace;
 mod walk;
 
 pub use error::TraceError;
 pub use packet::{parse_destination, Origin, Packet, TraceOptions};
 pub use ruleset::{is_builtin, Chain, RuleRef, Ruleset, Table};
-pub use trace::{Affinity, Masquerade, Outcome, Trace, Unsupported, Verdict};
+pub use trace::{
+    Affinity, ListenerHit, Masquerade, Outcome, Trace, Unsupported, Verdict, VirtualServerHit,
+};
 pub use walk::walk;
 
 /// Traces `packet` through already-parsed rules, adding kube-proxy's built-in-chain jumps first when

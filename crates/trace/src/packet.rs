@@ -1,7 +1,7 @@
 //! The packet to trace and the node context it is traced in (local addresses, options). Plain data, plus the
 //! `IP:PORT[/proto]` parser the command line uses.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use kube_proxy_model::Protocol;
@@ -77,6 +77,9 @@ pub struct TraceOptions {
     pub recent_seen: BTreeSet<String>,
     /// Nested jumps deeper than this are reported and treated as RETURN.
     pub max_depth: usize,
+    /// ipset contents for `-m set --match-set` (IPVS mode): set name → entries as `ipset save` prints them
+    /// (`10.96.0.10,tcp:80`). A set not listed is empty.
+    pub ipsets: BTreeMap<String, Vec<String>>,
 }
 
 impl TraceOptions {
@@ -100,6 +103,7 @@ impl Default for TraceOptions {
             ensure_kube_proxy_jumps: true,
             recent_seen: BTreeSet::new(),
             max_depth: 32,
+            ipsets: BTreeMap::new(),
         }
     }
 }

@@ -75,6 +75,17 @@ pub enum Match {
     RecentSet {
         name: String,
     },
+    /// `-m set --match-set NAME dst,dst`: the packet's fields named by `dirs` (`true`: source) form an entry
+    /// of ipset NAME (contents in `TraceOptions::ipsets`).
+    Set {
+        name: String,
+        dirs: Vec<bool>,
+        negated: bool,
+    },
+    /// `-m physdev --physdev-is-in`: arrived through a bridge port (never, for traced packets).
+    PhysdevIsIn {
+        negated: bool,
+    },
     /// Something the tracer does not model, e.g. `-m foo --bar`; the rule never matches.
     Unsupported(String),
 }
@@ -91,6 +102,8 @@ pub enum Target {
     Drop,
     Reject,
     Dnat(DnatTo),
+    /// `REDIRECT [--to-ports P]`: DNAT to this node (`None` keeps the port).
+    Redirect(Option<u16>),
     Masquerade,
     /// `MARK`: new mark = `(mark & and) | or) ^ xor`.
     Mark {
@@ -291,6 +304,16 @@ impl Parser<'_> {
                     .collect();
                 Match::CtState { states, negated }
             }
+            "--match-set" if self.module == "set" => {
+                let name = self.value();
+                let dirs = self.value().split(',').map(|d| d == "src").collect();
+                Match::Set {
+                    name,
+                    dirs,
+                    negated,
+                }
+            }
+            "--physdev-is-in" if self.module == "physdev" => Match::PhysdevIsIn { negated },
             "--mode" if self.module == "statistic" => {
                 let v = self.value();
                 if v == "random" {

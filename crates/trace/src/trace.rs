@@ -34,6 +34,38 @@ pub struct Outcome {
     pub affinity: Vec<Affinity>,
     /// Delivered to the node itself (INPUT) rather than forwarded.
     pub delivered_locally: bool,
+    /// IPVS mode: the virtual server that scheduled the packet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_server: Option<VirtualServerHit>,
+    /// Userspace mode: the proxy listener that accepted the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerHit>,
+}
+
+/// The IPVS virtual server a packet matched and the real server it was sent to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VirtualServerHit {
+    /// `TCP 10.96.0.10:80`.
+    pub service: String,
+    pub scheduler: String,
+    /// Persistence (ClientIP affinity) timeout in seconds.
+    pub persistence_seconds: Option<u32>,
+    /// The chosen real server's weight and the sum of the weights it was chosen among.
+    pub weight: u32,
+    pub total_weight: u32,
+}
+
+/// The userspace proxy's listener that accepts a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ListenerHit {
+    /// `ns/name:port`.
+    pub service: String,
+    /// `cluster_ip`, `external_ip`, `load_balancer` or `node_port`.
+    pub portal: String,
+    /// Where the proxy listens (`None`: an ephemeral port chosen at start-up, unknown from manifests).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Number of backends the proxy round-robins over.
+    pub backends: usize,
 }
 
 /// What happens to the packet.
@@ -49,6 +81,16 @@ pub enum Verdict {
     Accept,
     Drop,
     Reject,
+    /// Redirected to a local port (`-j REDIRECT --to-ports`), keeping the packet on this node.
+    Redirect {
+        port: u16,
+    },
+    /// Userspace mode: the proxy accepts the connection and opens its own to this backend (the backend sees
+    /// the node's address).
+    Proxy {
+        ip: IpAddr,
+        port: u16,
+    },
 }
 
 /// The packet is SNATed to the node's address.
@@ -115,6 +157,10 @@ impl Trace {
                 Verdict::Accept => "ACCEPT (unchanged)".to_string(),
                 Verdict::Drop => "DROP".to_string(),
                 Verdict::Reject => "REJECT".to_string(),
+                Verdict::Redirect { port } => format!("REDIRECT to local port {port}"),
+                Verdict::Proxy { ip, port } => {
+                    format!("proxied by the userspace proxy to {}", sock(*ip, *port))
+                }
             };
             let _ = writeln!(
                 s,
@@ -132,6 +178,28 @@ impl Trace {
             for r in &o.path {
                 let _ = writeln!(s, "  {:<6} {:<28} {}", r.table, r.chain, r.rule);
             }
+            if let Some(v) = &o.virtual_server {
+                let persist = v
+                    .persistence_seconds
+                    .map(|t| format!(", persistent {t} s"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  ipvs virtual server {} ({}{persist}): weight {} of {}",
+                    v.service, v.scheduler, v.weight, v.total_weight
+                );
+            }
+            if let Some(l) = &o.listener {
+                let listen = l
+                    .listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "an ephemeral port".to_string());
+                let _ = writeln!(
+                    s,
+                    "  listener of {} ({}) on {listen}, round robin over {} backend(s)",
+                    l.service, l.portal, l.backends
+                );
+            }
             if let Some(d) = &o.decided_by {
                 let _ = writeln!(s, "  decided by {} {}: {}", d.table, d.chain, d.rule);
             }
@@ -141,6 +209,12 @@ impl Trace {
                         s,
                         "  masqueraded: requested by {} {}: {}",
                         m.decided_by.table, m.decided_by.chain, m.decided_by.rule
+                    );
+                }
+                None if matches!(o.verdict, Verdict::Proxy { .. }) => {
+                    let _ = writeln!(
+                        s,
+                        "  the backend sees the node's address (the proxy's own connection)"
                     );
                 }
                 None => {

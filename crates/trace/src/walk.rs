@@ -3,10 +3,11 @@
 //! jump loops and unknown matches are reported and skipped.
 
 use crate::eval::{eval_rule, PacketState, RuleMatch};
+use crate::ipvs::{IpvsTable, Scheduled};
 use crate::packet::{Origin, Packet, TraceOptions};
 use crate::rule::{Rule, Target};
 use crate::ruleset::{is_builtin, RuleRef, Ruleset};
-use crate::trace::{Affinity, Masquerade, Outcome, Trace, Unsupported, Verdict};
+use crate::trace::{Affinity, Masquerade, Outcome, Trace, Unsupported, Verdict, VirtualServerHit};
 
 /// One branch in flight.
 #[derive(Clone, Debug)]
@@ -21,6 +22,9 @@ struct Branch {
     masquerade: Option<Masquerade>,
     affinity: Vec<Affinity>,
     delivered_locally: bool,
+    /// `REDIRECT --to-ports`: the port, and the rule.
+    redirect: Option<u16>,
+    virtual_server: Option<VirtualServerHit>,
 }
 
 /// How a chain walk ended for one branch.
@@ -36,6 +40,7 @@ enum Flow {
 
 struct Walker<'a> {
     rules: &'a Ruleset,
+    ipvs: Option<&'a IpvsTable>,
     opts: &'a TraceOptions,
     unsupported: Vec<Unsupported>,
 }
@@ -43,8 +48,19 @@ struct Walker<'a> {
 /// Traces `packet` through `rules` (which must already contain the built-in jumps; see
 /// [`crate::trace_packet`] for the convenience entry point).
 pub fn walk(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
+    walk_with(rules, packet, opts, None)
+}
+
+/// [`walk`], with IPVS's virtual servers scheduling packets to local virtual addresses.
+pub(crate) fn walk_with(
+    rules: &Ruleset,
+    packet: &Packet,
+    opts: &TraceOptions,
+    ipvs: Option<&IpvsTable>,
+) -> Trace {
     let mut w = Walker {
         rules,
+        ipvs,
         opts,
         unsupported: Vec::new(),
     };
@@ -72,6 +88,8 @@ pub fn walk(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
         masquerade: None,
         affinity: Vec::new(),
         delivered_locally: false,
+        redirect: None,
+        virtual_server: None,
     };
     let mut outcomes = Vec::new();
     let first: &[(&str, &str)] = match packet.origin {
@@ -82,8 +100,13 @@ pub fn walk(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
             ("filter", "OUTPUT"),
         ],
     };
-    for b in w.stages(vec![start], first, &mut outcomes) {
-        let local = opts.is_local(&b.pkt.dst);
+    let mut after_output = w.stages(vec![start], first, &mut outcomes);
+    if packet.origin == Origin::Local {
+        // IPVS schedules the node's own packets at LOCAL_OUT.
+        after_output = w.ipvs_stage(after_output, &mut outcomes);
+    }
+    for b in after_output {
+        let local = b.redirect.is_some() || opts.is_local(&b.pkt.dst);
         let rest: &[(&str, &str)] = match (packet.origin, local) {
             (Origin::Inbound, true) => {
                 &[("mangle", "INPUT"), ("filter", "INPUT"), ("nat", "INPUT")]
@@ -109,14 +132,37 @@ pub fn walk(rules: &Ruleset, packet: &Packet, opts: &TraceOptions) -> Trace {
                 &mut outcomes,
             );
         }
-        for mut b in alive {
-            b.delivered_locally = local;
-            let verdict = match &b.dnat_by {
-                Some(_) => Verdict::Dnat {
+        let mut delivered = Vec::new();
+        if packet.origin == Origin::Inbound && local && w.ipvs.is_some() {
+            // IPVS at LOCAL_IN: a scheduled packet leaves again through OUTPUT and POSTROUTING.
+            let (scheduled, kept): (Vec<Branch>, Vec<Branch>) = w
+                .ipvs_stage(alive, &mut outcomes)
+                .into_iter()
+                .partition(|b| b.virtual_server.is_some());
+            delivered = kept;
+            alive = w.stages(
+                scheduled,
+                &[
+                    ("filter", "OUTPUT"),
+                    ("mangle", "POSTROUTING"),
+                    ("nat", "POSTROUTING"),
+                ],
+                &mut outcomes,
+            );
+        } else if local {
+            delivered = std::mem::take(&mut alive);
+        }
+        for b in delivered.iter_mut() {
+            b.delivered_locally = true;
+        }
+        for b in alive.into_iter().chain(delivered) {
+            let verdict = match (&b.dnat_by, b.redirect) {
+                (Some(_), Some(port)) => Verdict::Redirect { port },
+                (Some(_), None) => Verdict::Dnat {
                     ip: b.pkt.dst,
                     port: b.pkt.dst_port,
                 },
-                None => Verdict::Accept,
+                (None, _) => Verdict::Accept,
             };
             let decided_by = b.dnat_by.clone();
             outcomes.push(finish(b, verdict, decided_by));
@@ -138,10 +184,53 @@ fn finish(b: Branch, verdict: Verdict, decided_by: Option<RuleRef>) -> Outcome {
         masquerade: b.masquerade,
         affinity: b.affinity,
         delivered_locally: b.delivered_locally,
+        virtual_server: b.virtual_server,
+        listener: None,
     }
 }
 
 impl Walker<'_> {
+    /// IPVS: branches to a virtual server's address and port are scheduled to its real servers (DNAT);
+    /// others pass unchanged.
+    fn ipvs_stage(&mut self, alive: Vec<Branch>, outcomes: &mut Vec<Outcome>) -> Vec<Branch> {
+        let Some(ipvs) = self.ipvs else {
+            return alive;
+        };
+        let mut next = Vec::new();
+        for b in alive {
+            match ipvs.schedule(b.pkt.protocol, b.pkt.dst, b.pkt.dst_port) {
+                Scheduled::NoService => next.push(b),
+                Scheduled::NoReals(r) => {
+                    let mut b = b;
+                    b.path.push(r.clone());
+                    outcomes.push(finish(b, Verdict::Reject, Some(r)));
+                }
+                Scheduled::To(reals) => {
+                    for (ip, port, p, r, hit) in reals {
+                        let mut b = b.clone();
+                        b.probability *= p;
+                        b.pkt.dst = ip;
+                        b.pkt.dst_port = port;
+                        b.pkt.dnatted = true;
+                        b.path.push(r.clone());
+                        b.dnat_by = Some(r);
+                        if let Some(secs) = hit.persistence_seconds {
+                            b.affinity.push(Affinity {
+                                name: format!("ipvs persistence {}", hit.service),
+                                seconds: Some(secs),
+                                target: None,
+                                rule: b.path.last().cloned().expect("pushed above"),
+                            });
+                        }
+                        b.virtual_server = Some(hit);
+                        next.push(b);
+                    }
+                }
+            }
+        }
+        next
+    }
+
     /// Runs branches through built-in chains in order; dropped/rejected branches become outcomes.
     fn stages(
         &mut self,
@@ -258,6 +347,15 @@ impl Walker<'_> {
                     b.pkt.dst_port = p;
                 }
                 b.pkt.dnatted = true;
+                b.dnat_by = Some(here.clone());
+                done.push((b, Flow::Accept));
+            }
+            Some(Target::Redirect(port)) => {
+                if let Some(p) = port {
+                    b.pkt.dst_port = *p;
+                }
+                b.pkt.dnatted = true;
+                b.redirect = Some(b.pkt.dst_port);
                 b.dnat_by = Some(here.clone());
                 done.push((b, Flow::Accept));
             }

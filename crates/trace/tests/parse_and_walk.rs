@@ -114,7 +114,7 @@ COMMIT
 fn unknown_matches_are_reported_and_never_match() {
     let rules = "*filter
 :FORWARD ACCEPT [0:0]
--A FORWARD -m set --match-set blocked src -j DROP
+-A FORWARD -m owner --uid-owner 0 -j DROP
 -A FORWARD -p tcp -m multiport --dports 80,443 -j REJECT
 -A FORWARD -j LOG --log-prefix seen
 COMMIT
@@ -128,8 +128,51 @@ COMMIT
     assert_eq!(t.outcomes.len(), 1);
     assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
     assert_eq!(t.unsupported.len(), 3, "{:?}", t.unsupported);
-    assert!(t.unsupported[0].what[0].contains("--match-set"));
+    assert!(t.unsupported[0].what[0].contains("--uid-owner"));
     assert!(t.render_text().contains("unsupported"));
+}
+
+#[test]
+fn ipset_matches_look_up_the_sets_contents() {
+    let rules = "*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -m set --match-set SVC dst,dst -m set ! --match-set ALLOWED dst,dst,src -j DROP
+-A FORWARD -p tcp -m set --match-set PORTS dst -j REJECT
+COMMIT
+";
+    let mut opts = TraceOptions::default();
+    opts.ipsets.insert(
+        "SVC".into(),
+        vec!["2.2.2.2,tcp:80".into(), "2.2.2.2,udp:53".into()],
+    );
+    opts.ipsets
+        .insert("ALLOWED".into(), vec!["2.2.2.2,tcp:80,10.0.0.0/8".into()]);
+    opts.ipsets.insert("PORTS".into(), vec!["30080".into()]);
+    let verdict = |src: &str, dst: &str, port: u16| {
+        let t = trace_text(rules, &pkt(src, dst, port), &opts).unwrap();
+        assert!(t.unsupported.is_empty(), "{:?}", t.unsupported);
+        t.outcomes[0].verdict.clone()
+    };
+    // In SVC, source not in the allowed range: dropped; inside it: passes.
+    assert_eq!(verdict("1.1.1.1", "2.2.2.2", 80), Verdict::Drop);
+    assert_eq!(verdict("10.1.2.3", "2.2.2.2", 80), Verdict::Accept);
+    // Another port or address is not in SVC.
+    assert_eq!(verdict("1.1.1.1", "2.2.2.2", 81), Verdict::Accept);
+    assert_eq!(verdict("1.1.1.1", "2.2.2.3", 80), Verdict::Accept);
+    // A bitmap:port entry.
+    assert_eq!(verdict("1.1.1.1", "3.3.3.3", 30080), Verdict::Reject);
+    // An unknown set is empty.
+    assert_eq!(
+        trace_text(
+            rules,
+            &pkt("1.1.1.1", "2.2.2.2", 80),
+            &TraceOptions::default()
+        )
+        .unwrap()
+        .outcomes[0]
+            .verdict,
+        Verdict::Accept
+    );
 }
 
 #[test]

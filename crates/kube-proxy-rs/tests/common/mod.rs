@@ -265,30 +265,60 @@ impl Cluster {
         }
     }
 
-    /// What `kube-proxy-rs trace` predicts, from node1's live rules, for a packet `src` → `dst` arriving on
-    /// `iface`: one `(verdict, masqueraded)` per outcome, e.g. `("dnat 10.244.2.10:8080", true)` or
-    /// `("drop", false)`.
-    pub fn trace(&self, src: &str, dst: SocketAddr, iface: &str) -> Vec<(String, bool)> {
-        let out = self
-            .topo
-            .node1
-            .exec(&[
-                env!("CARGO_BIN_EXE_kube-proxy-rs"),
-                "trace",
-                "--iptables-backend=nft",
-                "--src",
-                src,
-                "--dst",
-                &dst.to_string(),
-                "--in-interface",
-                iface,
-                "-o",
-                "json",
-            ])
-            .expect("running trace");
+    /// What `kube-proxy-rs trace --proxy-mode MODE` predicts, from node1's live kernel state, for a packet
+    /// `src` → `dst` (`IP:PORT[/udp]`) arriving on `iface`: one `(verdict, masqueraded)` per outcome, e.g.
+    /// `("dnat 10.244.2.10:8080", true)` or `("drop", false)`.
+    pub fn trace(&self, mode: Mode, src: &str, dst: &str, iface: &str) -> Vec<(String, bool)> {
+        self.run_trace(&[
+            "--proxy-mode",
+            mode.name(),
+            "--iptables-backend=nft",
+            "--src",
+            src,
+            "--dst",
+            dst,
+            "--in-interface",
+            iface,
+        ])
+    }
+
+    /// What `kube-proxy-rs trace` predicts from the API server's current objects written out as manifests
+    /// (run inside node1, so that its addresses count as local), with `extra` flags; same shape as
+    /// [`trace`](Self::trace), `("proxy 10.244.1.10:8080", false)` for the userspace proxy.
+    pub fn trace_manifests(&self, extra: &[&str], src: &str, dst: &str) -> Vec<(String, bool)> {
+        let dir = tempfile::tempdir().expect("manifest dir");
+        let mut n = 0;
+        for kind in [Kind::Node, Kind::Service, Kind::EndpointSlice] {
+            for obj in self.api.objects(kind) {
+                n += 1;
+                let path = dir.path().join(format!("{n:03}.json"));
+                std::fs::write(path, serde_json::to_vec(&obj).unwrap()).unwrap();
+            }
+        }
+        let manifests = dir.path().to_str().unwrap().to_string();
+        let mut args = vec![
+            "--manifests",
+            &manifests,
+            "--hostname-override",
+            "node1",
+            "--cluster-cidr",
+            "10.244.0.0/16,fd00:10:244::/56",
+            "--src",
+            src,
+            "--dst",
+            dst,
+        ];
+        args.extend_from_slice(extra);
+        self.run_trace(&args)
+    }
+
+    fn run_trace(&self, args: &[&str]) -> Vec<(String, bool)> {
+        let mut cmd = vec![env!("CARGO_BIN_EXE_kube-proxy-rs"), "trace", "-o", "json"];
+        cmd.extend_from_slice(args);
+        let out = self.topo.node1.exec(&cmd).expect("running trace");
         assert!(
             out.status.success(),
-            "trace: {}",
+            "trace {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let v: Value = serde_json::from_slice(&out.stdout).expect("trace JSON");
@@ -299,14 +329,14 @@ impl Cluster {
             .map(|o| {
                 let verdict = &o["verdict"];
                 let kind = verdict["kind"].as_str().unwrap_or("?").to_string();
-                let text = if kind == "dnat" {
+                let text = if kind == "dnat" || kind == "proxy" {
                     let ip = verdict["ip"].as_str().unwrap_or("?");
                     let ip = if ip.contains(':') {
                         format!("[{ip}]")
                     } else {
                         ip.to_string()
                     };
-                    format!("dnat {ip}:{}", verdict["port"])
+                    format!("{kind} {ip}:{}", verdict["port"])
                 } else {
                     kind
                 };

@@ -44,6 +44,13 @@ impl Parser<'_> {
                 Some(to) => Target::Dnat(to),
                 None => unsupported(),
             },
+            "REDIRECT" => match opt("--to-ports") {
+                None => Target::Redirect(None),
+                Some(v) => match v.parse() {
+                    Ok(p) => Target::Redirect(Some(p)),
+                    Err(_) => unsupported(),
+                },
+            },
             "MARK" => parse_mark_target(&opt).unwrap_or_else(unsupported),
             n if n
                 .chars()
@@ -67,7 +74,6 @@ fn is_builtin_target(name: &str) -> bool {
             | "CT"
             | "NOTRACK"
             | "TPROXY"
-            | "REDIRECT"
             | "CONNMARK"
             | "TCPMSS"
             | "CHECKSUM"

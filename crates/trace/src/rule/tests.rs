@@ -104,8 +104,19 @@ fn recent_statistic_and_unknown_matches() {
             negated: false
         }]
     );
-    let r = rule("-A X -m set --match-set foo src -j Y");
+    let r = rule("-A X -m set ! --match-set foo dst,dst,src -j Y");
+    assert_eq!(
+        r.matches,
+        vec![Match::Set {
+            name: "foo".into(),
+            dirs: vec![false, false, true],
+            negated: true
+        }]
+    );
+    let r = rule("-A X -m owner --uid-owner 0 -m foo --bar -j Y");
     assert_eq!(r.unsupported().len(), 2, "{:?}", r.matches);
+    let r = rule("-A X -p tcp -j REDIRECT --to-ports 41234");
+    assert_eq!(r.target, Some(Target::Redirect(Some(41234))));
     let r = rule("-A X -m mark ! --mark 0x4000/0x4000 -j RETURN");
     assert_eq!(
         r.matches,
