@@ -1,4 +1,5 @@
-//! `kube-proxy-rs render`: print the iptables-restore input for a set of manifests, with no root and no kernel.
+//! `kube-proxy-rs render`: print what a mode would program for a set of manifests — iptables-restore input,
+//! an `nft -f` script, or IPVS virtual servers with their ipsets and helper rules — with no root and no kernel.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use kube_proxy_iptables::{render, RenderScope};
 use kube_proxy_model::{build_state, IpFamily, NodeContext};
 
 use crate::node_addresses::{local_addresses, node_ips};
-use crate::setup::{init_logging, nftables_config, node_name, render_config};
+use crate::setup::{init_logging, ipvs_config, nftables_config, node_name, render_config};
 
 /// Arguments of `render`: the usual flags (`--manifests` is required).
 #[derive(Debug, Args)]
@@ -31,9 +32,12 @@ fn render_main(args: RenderArgs) -> anyhow::Result<()> {
     let loaded = kube_proxy_config::resolve(&args.flags)?;
     let cfg = loaded.config;
     init_logging(cfg.verbosity);
-    if !matches!(cfg.mode, ProxyMode::Iptables | ProxyMode::Nftables) {
+    if !matches!(
+        cfg.mode,
+        ProxyMode::Iptables | ProxyMode::Nftables | ProxyMode::Ipvs
+    ) {
         anyhow::bail!(
-            "render supports --proxy-mode iptables and nftables (got {})",
+            "render supports --proxy-mode iptables, nftables and ipvs (got {})",
             cfg.mode.as_str()
         );
     }
@@ -65,6 +69,13 @@ fn render_main(args: RenderArgs) -> anyhow::Result<()> {
             let ncfg = nftables_config(&rcfg, family, &cfg.service_cluster_ip_range);
             out.push_str(&format!("# nft -f input ({family:?}) for node {node}\n"));
             out.push_str(&kube_proxy_nftables::render_script(&built.state, &ncfg));
+            continue;
+        }
+        if cfg.mode == ProxyMode::Ipvs {
+            let icfg = ipvs_config(&cfg, &rcfg, family, &local)?;
+            let plan = kube_proxy_ipvs::render(&built.state, &icfg);
+            out.push_str(&format!("# IPVS mode ({family:?}) for node {node}\n"));
+            out.push_str(&kube_proxy_ipvs::format::render_text(&plan));
             continue;
         }
         let rules = render(&built.state, &rcfg, &RenderScope::Full);

@@ -115,6 +115,40 @@ fn render_prints_upstream_layout_without_root() {
 }
 
 #[test]
+fn render_ipvs_prints_virtual_servers_ipsets_and_rules_without_root() {
+    let out = bin()
+        .args([
+            "render",
+            "--proxy-mode",
+            "ipvs",
+            "--hostname-override",
+            "node-1",
+            "--manifests",
+        ])
+        .arg(examples())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "TCP  10.96.0.10:80 rr",
+        "  -> 10.244.1.10:8080             Masq    1",
+        "UDP  10.96.0.53:53 rr persistent 600",
+        "# kube-ipvs0 addresses\n10.96.0.10\n",
+        "KUBE-CLUSTER-IP (hash:ip,port)\n  10.96.0.10,tcp:80\n",
+        "KUBE-LOOP-BACK (hash:ip,port,ip)",
+        "-A KUBE-SERVICES",
+        "COMMIT",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn manifests_source_programs_and_follows_changes_then_cleanup_removes_it() {
     if !common::privileged("manifests_source_programs_and_follows_changes_then_cleanup_removes_it")
     {
