@@ -16,6 +16,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::tracker::{Change, ChangeTracker, ObjectKind};
+use crate::trim::Trim;
 
 /// Services and EndpointSlices that kube-proxy must ignore: those owned by another proxy and headless ones.
 pub const PROXY_LABEL_SELECTOR: &str =
@@ -123,14 +124,14 @@ async fn watch_kind<K, F>(
     tracker: Arc<ChangeTracker>,
     apply: F,
 ) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource + Trim + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Fn(&ChangeTracker, Change<K>),
 {
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut buffer: Vec<K> = Vec::new();
     while let Some(item) = stream.next().await {
         let event = match item {
-            Ok(event) => event.modify(|o| o.meta_mut().managed_fields = None),
+            Ok(event) => event.modify(Trim::trim),
             Err(error) => {
                 tracing::warn!(?kind, %error, "watch failed; retrying with backoff");
                 continue;

@@ -11,9 +11,11 @@ mod error;
 pub mod events;
 pub mod manifests;
 pub mod tracker;
+pub mod trim;
 
 pub use api::{run_api_sources, run_api_sources_with, ApiSourceOptions, PROXY_LABEL_SELECTOR};
 pub use error::SourceError;
 pub use events::{EventError, EventRecorder};
 pub use manifests::{load_manifests, run_manifest_source, ManifestWarning};
 pub use tracker::{Change, ChangeCounters, ChangeTracker, ObjectKind};
+pub use trim::Trim;
