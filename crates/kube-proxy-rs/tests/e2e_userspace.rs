@@ -83,16 +83,30 @@ fn load_scenarios(c: &Cluster) {
     c.apply(slice("web6", "web6-v6", "IPv6", "TCP", &[ep(C6, "node2")]));
 }
 
-/// `kube-proxy-rs trace --proxy-mode userspace` from the cluster's objects, side by side with the traffic checks
-/// of [`service_semantics`]: the proxy accepts the connection and connects to each endpoint with probability
-/// 1/N; a port nobody listens on is refused.
+/// Where the proxy under test serves /metrics and /statusz (the default), for live traces.
+const METRICS: &str = "127.0.0.1:10249";
+
+/// `kube-proxy-rs trace --proxy-mode userspace` side by side with the traffic checks of [`service_semantics`],
+/// twice for every packet: from the cluster's objects as manifests, and live inside node1 (listener from the
+/// kernel's redirect rules or bound sockets, backends from the running proxy's /statusz). Both must predict
+/// what the traffic did: the proxy accepts the connection and connects to each endpoint with probability 1/N;
+/// a port nobody listens on is refused.
 fn trace_matches_traffic(c: &Cluster, bind_vips: bool) {
     let bind = format!("--userspace-bind-vips={bind_vips}");
-    let t = |src: &str, dst: &str| {
-        let mut got = c.trace_manifests(&["--proxy-mode", "userspace", &bind], src, dst);
-        got.sort();
-        got
+    let flags = ["--proxy-mode", "userspace", bind.as_str()];
+    let live_flags = [&flags[..], &["--metrics-bind-address", METRICS]].concat();
+    let both = |src: &str, dst: &str, extra: &[&str]| {
+        let mut planned = c.trace_manifests(&[&flags[..], extra].concat(), src, dst);
+        planned.sort();
+        let mut live = c.trace_live(&[&live_flags[..], extra].concat(), src, dst);
+        live.sort();
+        assert_eq!(
+            live, planned,
+            "live and manifest traces of {src} -> {dst} {extra:?}"
+        );
+        live
     };
+    let t = |src: &str, dst: &str| both(src, dst, &[]);
     let proxy = |ip: &str| (format!("proxy {ip}:{}", common::POD_PORT), false);
     // web: every endpoint (the traffic saw pod-a, pod-b and pod-c).
     assert_eq!(t(A, "10.96.0.10:80"), vec![proxy(A), proxy(B), proxy(C)]);
@@ -106,6 +120,15 @@ fn trace_matches_traffic(c: &Cluster, bind_vips: bool) {
     assert_eq!(t(&a6, "[fd00:96::25]:80"), vec![proxy(&format!("[{C6}]"))]);
     // dead: both endpoints are candidates; the proxy moves on from the dead one, so every connection succeeded.
     assert_eq!(t(B, "10.96.0.30:80"), vec![proxy(DEAD), proxy(A)]);
+    // From node1's own host network (nat OUTPUT, the host portal chain): every endpoint too.
+    assert_eq!(
+        both(NODE1, "10.96.0.10:80", &["--from", "node"]),
+        vec![proxy(A), proxy(B), proxy(C)]
+    );
+    // sticky: every endpoint is a candidate for a new client, then it sticks (ClientIP affinity, 300 s).
+    assert_eq!(t(A, "10.96.0.21:80"), vec![proxy(A), proxy(B), proxy(C)]);
+    let sticky = c.trace_json(&[&live_flags[..], &["--src", A, "--dst", "10.96.0.21:80"]].concat());
+    assert_eq!(sticky["outcomes"][0]["affinity"][0]["seconds"], 300);
     // No listener on a node port: refused, as the traffic sees it.
     assert_eq!(
         t(CLIENT, &format!("{NODE1}:30099")),
@@ -115,6 +138,45 @@ fn trace_matches_traffic(c: &Cluster, bind_vips: bool) {
         matches!(tcp(&c.topo.client, sa(NODE1, 30099)), Err(e) if e.is_rejected()),
         "nothing listens on node1:30099"
     );
+
+    // The listener the live trace names is the one the kernel delivers web's packets to: the service address
+    // itself with bind-VIPs; otherwise the redirect rule's target, and a connection straight to it reaches
+    // web's backends.
+    let web = c.trace_json(&[&live_flags[..], &["--src", A, "--dst", "10.96.0.10:80"]].concat());
+    let listener = &web["outcomes"][0]["listener"];
+    assert_eq!(listener["service"], "e2e/web:p");
+    assert_eq!(listener["portal"], "cluster_ip");
+    assert_eq!(listener["backends"], 3);
+    let listen: SocketAddr = listener["listen"]
+        .as_str()
+        .expect("a live trace knows the listener")
+        .parse()
+        .unwrap();
+    if bind_vips {
+        assert_eq!(listen, sa("10.96.0.10", 80));
+    } else {
+        let save = c.save(Family::V4);
+        let rule = save
+            .lines()
+            .find(|l| l.starts_with("-A KUBE-PORTALS-CONTAINER -d 10.96.0.10/32"))
+            .expect("web's redirect rule");
+        let target = if listen.ip().is_unspecified() {
+            format!("--to-ports {}", listen.port())
+        } else {
+            format!("--to-destination {listen}")
+        };
+        assert!(rule.ends_with(&target), "{rule} vs {listen}");
+        let direct = if listen.ip().is_unspecified() {
+            sa(NODE1, listen.port())
+        } else {
+            listen
+        };
+        assert_eq!(
+            tcp_backends(c.pod("pod-a"), direct, 30),
+            set(&["pod-a", "pod-b", "pod-c"]),
+            "straight to web's listener {direct}"
+        );
+    }
 }
 
 /// Starts the proxy in node1 in userspace mode, with bind-VIPs addressing when asked.
@@ -205,8 +267,8 @@ fn service_semantics(bind_vips: bool) {
         tcp_backends(pod_a, sa("10.96.0.10", 80), 30) == set(&["pod-a", "pod-b", "pod-c"])
     });
     c.check(
-        "web from node1's host network",
-        || matches!(tcp(node1, sa("10.96.0.10", 80)), Ok(r) if !r.backend.is_empty()),
+        "web from node1's host network balances over all three",
+        || tcp_backends(node1, sa("10.96.0.10", 80), 30) == set(&["pod-a", "pod-b", "pod-c"]),
     );
     // The proxy connects to backends itself: the backend sees node1, not the client (documented exception).
     c.check("np via node1's NodePort reaches pod-c", || {

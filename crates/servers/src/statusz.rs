@@ -73,6 +73,8 @@ fn service_json(s: &ServiceStatus) -> Value {
         "internalTrafficPolicy": if s.internal_policy_local { "Local" } else { "Cluster" },
         "externalTrafficPolicy": if s.external_policy_local { "Local" } else { "Cluster" },
         "healthCheckNodePort": s.health_check_node_port,
+        "sessionAffinity": if s.session_affinity_timeout.is_some() { "ClientIP" } else { "None" },
+        "sessionAffinityTimeoutSeconds": s.session_affinity_timeout,
         "clusterEndpoints": s.cluster_endpoints,
         "localEndpoints": s.local_endpoints,
         "totalEndpoints": s.total_endpoints,
@@ -92,6 +94,7 @@ fn family_json(f: &FamilyStatus) -> Value {
         "fullSyncs": f.full_syncs,
         "partialSyncs": f.partial_syncs,
         "counts": counts,
+        "podCIDRs": f.pod_cidrs,
         "services": f.services.iter().map(service_json).collect::<Vec<_>>(),
     })
 }
@@ -133,6 +136,13 @@ fn list(items: &[String]) -> String {
     }
 }
 
+fn affinity(s: &ServiceStatus) -> String {
+    match s.session_affinity_timeout {
+        Some(secs) => format!("ClientIP ({secs} s)"),
+        None => "None".to_string(),
+    }
+}
+
 fn addresses(s: &ServiceStatus) -> String {
     let mut parts = vec![format!("{}:{}", s.cluster_ip, s.port)];
     if let Some(np) = s.node_port {
@@ -168,25 +178,27 @@ pub fn statusz_html(snap: &StatusSnapshot) -> String {
             time_text(f.last_partial_sync),
             f.partial_syncs
         );
+        let _ = writeln!(h, "<p>Pod CIDRs: {}.</p>", list(&f.pod_cidrs));
         h.push_str("<table><tr><th>counted</th><th>number</th></tr>\n");
         for (k, v) in &f.counts {
             let _ = writeln!(h, "<tr><td>{}</td><td>{v}</td></tr>", esc(k));
         }
         h.push_str(
             "</table>\n<table><tr><th>service port</th><th>protocol</th><th>addresses</th>\
-                    <th>policies (internal / external)</th><th>cluster endpoints</th>\
-                    <th>local endpoints</th></tr>\n",
+                    <th>policies (internal / external)</th><th>session affinity</th>\
+                    <th>cluster endpoints</th><th>local endpoints</th></tr>\n",
         );
         for s in &f.services {
             let _ =
                 writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.name),
                 esc(&s.protocol),
                 addresses(s),
                 if s.internal_policy_local { "Local" } else { "Cluster" },
                 if s.external_policy_local { "Local" } else { "Cluster" },
+                affinity(s),
                 list(&s.cluster_endpoints),
                 list(&s.local_endpoints),
             );

@@ -63,7 +63,7 @@ fn state(family: IpFamily) -> ProxyState {
         external_policy_local: true,
         internal_policy_local: false,
         health_check_node_port: Some(32100),
-        session_affinity_timeout: None,
+        session_affinity_timeout: Some(10800),
         endpoints: vec![local.clone(), remote.clone()],
         cluster_endpoints: vec![local.clone(), remote],
         local_endpoints: vec![local],
@@ -78,6 +78,7 @@ fn state(family: IpFamily) -> ProxyState {
         protocol: Protocol::Udp,
     };
     odd.protocol = Protocol::Udp;
+    odd.session_affinity_timeout = None;
     odd.cluster_endpoints = vec![];
     odd.local_endpoints = vec![];
     let mut services = BTreeMap::new();
@@ -86,7 +87,10 @@ fn state(family: IpFamily) -> ProxyState {
     ProxyState {
         family,
         node_name: "node-1".into(),
-        node_pod_cidrs: vec![],
+        node_pod_cidrs: match family {
+            IpFamily::V4 => vec!["10.244.1.0/24".parse().unwrap()],
+            IpFamily::V6 => vec![],
+        },
         services,
     }
 }
@@ -179,6 +183,17 @@ async fn statusz_serves_json_and_html_from_the_board() {
     );
     assert_eq!(shop["externalTrafficPolicy"], "Local");
     assert_eq!(shop["healthCheckNodePort"], 32100);
+    assert_eq!(shop["sessionAffinity"], "ClientIP");
+    assert_eq!(shop["sessionAffinityTimeoutSeconds"], 10800);
+    let odd = v4["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["protocol"] == "UDP")
+        .expect("the UDP port listed");
+    assert_eq!(odd["sessionAffinity"], "None");
+    assert!(odd["sessionAffinityTimeoutSeconds"].is_null());
+    assert_eq!(v4["podCIDRs"], serde_json::json!(["10.244.1.0/24"]));
     assert_eq!(
         shop["clusterEndpoints"],
         serde_json::json!(["10.244.1.11:8443", "10.244.2.10:8443"])
@@ -190,6 +205,7 @@ async fn statusz_serves_json_and_html_from_the_board() {
     let v6 = &fams[1];
     assert_eq!(v6["family"], "IPv6");
     assert!(v6["lastPartialSync"].is_null());
+    assert_eq!(v6["podCIDRs"], serde_json::json!([]));
     assert_eq!(
         v6["services"][0]["localEndpoints"],
         serde_json::json!(["[fd00:10:244:1::11]:8443"])
@@ -212,6 +228,9 @@ async fn statusz_serves_json_and_html_from_the_board() {
         "<td>store/shop:https</td>",
         "10.244.1.11:8443, 10.244.2.10:8443",
         "LB 198.51.100.20",
+        "<td>ClientIP (10800 s)</td>",
+        "Pod CIDRs: 10.244.1.0/24.",
+        "Pod CIDRs: <em>none</em>.",
         "x/&lt;script&gt;",
     ] {
         assert!(html.contains(needle), "missing {needle:?} in:\n{html}");

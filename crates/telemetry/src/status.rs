@@ -59,6 +59,8 @@ pub struct FamilyStatus {
     pub partial_syncs: u64,
     /// Rule or element counts the dataplane reported for the last sync, e.g. `("nat", 42)`.
     pub counts: Vec<(String, u64)>,
+    /// This node's pod CIDRs of the family (clients in them count as local, e.g. for the userspace proxy).
+    pub pod_cidrs: Vec<String>,
     /// Every programmed service port, sorted by name.
     pub services: Vec<ServiceStatus>,
 }
@@ -78,6 +80,8 @@ pub struct ServiceStatus {
     pub internal_policy_local: bool,
     pub external_policy_local: bool,
     pub health_check_node_port: Option<u16>,
+    /// ClientIP session affinity timeout in seconds; `None` without affinity.
+    pub session_affinity_timeout: Option<u32>,
     /// Endpoints (`ip:port`) for Cluster-policy traffic.
     pub cluster_endpoints: Vec<String>,
     /// Endpoints (`ip:port`) for Local-policy traffic.
@@ -101,6 +105,7 @@ impl ServiceStatus {
             internal_policy_local: svc.internal_policy_local,
             external_policy_local: svc.external_policy_local,
             health_check_node_port: svc.health_check_node_port,
+            session_affinity_timeout: svc.session_affinity_timeout,
             cluster_endpoints: addrs(&svc.cluster_endpoints),
             local_endpoints: addrs(&svc.local_endpoints),
             total_endpoints: svc.endpoints.len(),
@@ -146,6 +151,7 @@ impl StatusBoard {
                 full_syncs: 0,
                 partial_syncs: 0,
                 counts: Vec::new(),
+                pod_cidrs: Vec::new(),
                 services: Vec::new(),
             },
             state: Arc::clone(state),
@@ -171,6 +177,12 @@ impl StatusBoard {
             families: families
                 .values()
                 .map(|r| FamilyStatus {
+                    pod_cidrs: r
+                        .state
+                        .node_pod_cidrs
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
                     services: r
                         .state
                         .services
@@ -228,7 +240,7 @@ mod tests {
             external_policy_local: true,
             internal_policy_local: false,
             health_check_node_port: None,
-            session_affinity_timeout: None,
+            session_affinity_timeout: Some(600),
             endpoints: vec![local.clone(), remote.clone()],
             cluster_endpoints: vec![local.clone(), remote],
             local_endpoints: vec![local],
@@ -236,6 +248,7 @@ mod tests {
             has_any_endpoints: true,
         };
         let mut st = ProxyState::empty(IpFamily::V4, "node-1");
+        st.node_pod_cidrs = vec!["10.244.1.0/24".parse().unwrap()];
         st.services.insert(name, Arc::new(svc));
         st
     }
@@ -276,5 +289,7 @@ mod tests {
         );
         assert_eq!(web.local_endpoints, vec!["10.244.1.10:8080"]);
         assert_eq!(web.node_port, Some(30080));
+        assert_eq!(web.session_affinity_timeout, Some(600));
+        assert_eq!(v4.pod_cidrs, vec!["10.244.1.0/24"]);
     }
 }

@@ -1,6 +1,6 @@
 //! Userspace mode, from `--manifests DIR`: the portals the proxy would listen on (its own `portal_keys`) and the
-//! endpoints it would round-robin over. The live proxy keeps its listeners and backend choices in its own
-//! process (ephemeral ports, per-client affinity), so there is nothing in the kernel to read them back from.
+//! endpoints it would round-robin over. Without `--manifests`, on a live node ([`live`]): the listener from the
+//! kernel (redirect rules or bound sockets), the backends from the running proxy's `/statusz`.
 
 use std::net::SocketAddr;
 
@@ -12,14 +12,13 @@ use kube_proxy_trace::Trace;
 use kube_proxy_userspace::{portal_keys, Addressing, PortalKind, UserspaceConfig};
 
 use super::Ctx;
+
+mod live;
 use crate::userspace_mode::settings;
 
 pub(super) fn trace(ctx: &Ctx) -> anyhow::Result<Trace> {
     let Some(m) = ctx.manifests()? else {
-        anyhow::bail!(
-            "trace --proxy-mode userspace needs --manifests DIR: the proxy's listeners and backend choices live \
-             in its own process, not in the kernel"
-        );
+        return live::trace(ctx);
     };
     let s = settings(
         ctx.family,

@@ -312,7 +312,17 @@ impl Cluster {
         self.run_trace(&args)
     }
 
-    fn run_trace(&self, args: &[&str]) -> Vec<(String, bool)> {
+    /// What `kube-proxy-rs trace` predicts from node1's live state without `--manifests`, with `extra` flags
+    /// (e.g. `--proxy-mode userspace --metrics-bind-address ...`, so that it asks the running proxy); same
+    /// shape as [`trace`](Self::trace).
+    pub fn trace_live(&self, extra: &[&str], src: &str, dst: &str) -> Vec<(String, bool)> {
+        let mut args = vec!["--src", src, "--dst", dst];
+        args.extend_from_slice(extra);
+        self.run_trace(&args)
+    }
+
+    /// `kube-proxy-rs trace -o json ARGS` run inside node1: the whole JSON document.
+    pub fn trace_json(&self, args: &[&str]) -> Value {
         let mut cmd = vec![env!("CARGO_BIN_EXE_kube-proxy-rs"), "trace", "-o", "json"];
         cmd.extend_from_slice(args);
         let out = self.topo.node1.exec(&cmd).expect("running trace");
@@ -321,7 +331,11 @@ impl Cluster {
             "trace {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: Value = serde_json::from_slice(&out.stdout).expect("trace JSON");
+        serde_json::from_slice(&out.stdout).expect("trace JSON")
+    }
+
+    fn run_trace(&self, args: &[&str]) -> Vec<(String, bool)> {
+        let v = self.trace_json(args);
         v["outcomes"]
             .as_array()
             .expect("outcomes")
