@@ -200,11 +200,11 @@ fn a_second_sync_sends_only_the_difference() {
     ns.exec_ok(&["ipset", "add", "KUBE-CLUSTER-IP", "10.96.9.9,udp:99"])
         .unwrap();
     let mut st = rich(IpFamily::V4);
-    st.services.retain(|k, _| k.name != "dns");
+    st.services.retain(|k, _| &*k.name != "dns");
     let key = st
         .services
         .keys()
-        .find(|k| k.name == "web")
+        .find(|k| &*k.name == "web")
         .unwrap()
         .clone();
     let mut web = (*st.services[&key]).clone();

@@ -114,7 +114,7 @@ impl SyncListener for Listener {
             let Some(port) = svc.health_check_node_port else {
                 continue;
             };
-            let name = NamespacedName::new(&svc.name.namespace, &svc.name.name);
+            let name = NamespacedName::new(&*svc.name.namespace, &*svc.name.name);
             view.ports.insert(name.clone(), port);
             *view.local_endpoints.entry(name).or_default() += svc.local_ready_endpoint_count();
         }

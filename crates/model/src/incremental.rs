@@ -264,7 +264,7 @@ impl IncrementalBuilder {
             .map(|mut port| {
                 if let Some(group) = merged
                     .iter_mut()
-                    .find(|g| g.port_name == port.name.port && g.protocol == port.name.protocol)
+                    .find(|g| *g.port_name == *port.name.port && g.protocol == port.name.protocol)
                 {
                     port.endpoints = std::mem::take(&mut group.endpoints);
                 }

@@ -4,6 +4,7 @@
 //! proxy-name/headless labels) produce nothing; invalid parts become [`Rejection`]s and are left out.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
@@ -252,7 +253,7 @@ pub(crate) fn service_ports(
         return Vec::new();
     };
     // The snapshot's key is authoritative (manifests may leave metadata.namespace unset).
-    let (namespace, name) = (rej.namespace.to_string(), rej.name.to_string());
+    let (namespace, name): (Arc<str>, Arc<str>) = (rej.namespace.into(), rej.name.into());
 
     let mut out: Vec<ServicePortState> = Vec::new();
     for sp in spec.ports.iter().flatten() {
@@ -276,7 +277,7 @@ pub(crate) fn service_ports(
             name: ServicePortName {
                 namespace: namespace.clone(),
                 name: name.clone(),
-                port: sp.name.clone().unwrap_or_default(),
+                port: sp.name.as_deref().unwrap_or_default().into(),
                 protocol,
             },
             family,

@@ -82,10 +82,12 @@ impl fmt::Display for Protocol {
 /// Displays as upstream's `ServicePortName.String()`: `ns/name:portname`, or `ns/name` when the port is unnamed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ServicePortName {
-    pub namespace: String,
-    pub name: String,
+    // Shared strings: a state is cloned per change and holds one name per service port, so cloning a name
+    // must not allocate.
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     /// The port's `name` field; empty for a single unnamed port.
-    pub port: String,
+    pub port: Arc<str>,
     pub protocol: Protocol,
 }
 

@@ -40,13 +40,13 @@ pub fn backends_map(k: u32) -> String {
 pub fn map_of(name: &ServicePortName) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for part in [
-        name.namespace.as_str(),
+        &*name.namespace,
         "/",
-        name.name.as_str(),
+        &*name.name,
         "/",
         name.protocol.as_lower(),
         "/",
-        name.port.as_str(),
+        &*name.port,
     ] {
         for b in part.bytes() {
             h ^= u32::from(b);
@@ -199,7 +199,7 @@ mod tests {
         ServicePortName {
             namespace: "ns".into(),
             name: n.into(),
-            port: String::new(),
+            port: "".into(),
             protocol: Protocol::Tcp,
         }
     }

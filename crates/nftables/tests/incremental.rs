@@ -100,7 +100,7 @@ fn with_one_endpoint_changed(state: &ProxyState, index: usize) -> ProxyState {
     let (name, svc) = next
         .services
         .iter()
-        .find(|(n, _)| n.name == format!("svc-{index}"))
+        .find(|(n, _)| *n.name == *format!("svc-{index}"))
         .map(|(n, s)| (n.clone(), s.clone()))
         .unwrap();
     let mut s = (*svc).clone();

@@ -288,7 +288,7 @@ fn traffic_through_cluster_ips() {
         let web = st
             .services
             .keys()
-            .find(|n| n.name == "web")
+            .find(|n| &*n.name == "web")
             .cloned()
             .unwrap();
         let mut s = (*st.services[&web]).clone();

@@ -74,7 +74,7 @@ fn state(family: IpFamily) -> ProxyState {
     odd.name = ServicePortName {
         namespace: "x".into(),
         name: "<script>".into(),
-        port: String::new(),
+        port: "".into(),
         protocol: Protocol::Udp,
     };
     odd.protocol = Protocol::Udp;

@@ -56,7 +56,7 @@ fn state(vip: SocketAddr, backend: SocketAddr) -> Arc<ProxyState> {
     let name = ServicePortName {
         namespace: "bench".into(),
         name: "bulk".into(),
-        port: String::new(),
+        port: "".into(),
         protocol: Protocol::Tcp,
     };
     let svc = ServicePortState {

@@ -145,7 +145,7 @@ mod tests {
             name: ServicePortName {
                 namespace: "ns".into(),
                 name: "lb".into(),
-                port: String::new(),
+                port: "".into(),
                 protocol: Protocol::Tcp,
             },
             family: IpFamily::V4,

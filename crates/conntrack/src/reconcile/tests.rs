@@ -63,7 +63,7 @@ fn state_in(family: IpFamily, svcs: Vec<Svc>) -> ProxyState {
         let name = ServicePortName {
             namespace: "ns".into(),
             name: s.name.into(),
-            port: s.port.to_string(),
+            port: s.port.to_string().into(),
             protocol: s.protocol,
         };
         let sps = ServicePortState {

@@ -34,7 +34,7 @@ pub fn name(n: &str, protocol: Protocol) -> ServicePortName {
     ServicePortName {
         namespace: "test".into(),
         name: n.into(),
-        port: String::new(),
+        port: "".into(),
         protocol,
     }
 }

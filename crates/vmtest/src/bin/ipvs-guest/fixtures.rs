@@ -31,7 +31,7 @@ pub fn service(name: &str, cluster_ip: &str, port: u16, eps: Vec<Endpoint>) -> S
         name: ServicePortName {
             namespace: "default".into(),
             name: name.into(),
-            port: String::new(),
+            port: "".into(),
             protocol: Protocol::Tcp,
         },
         family: IpFamily::V4,
