@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! cargo run -p kube-proxy-userspace --release --example throughput -- \
-//!     [--net loopback|veth] [--runs 5] [--mib 2048] [--paths direct,splice,copy] \
-//!     [--proxy-threads 2] [--pin-client CPU] [--pin-server CPU] [--pin-proxy CPU] [--copy-buffer BYTES]
+//!     [--net loopback|veth] [--runs 5] [--mib 2048] [--paths direct,splice,copy,splice-fixed] \
+//!     [--proxy-threads 2] [--pin-client CPU] [--pin-server CPU] [--pin-proxy CPU] [--copy-buffer BYTES] \
+//!     [--socket-buffer BYTES]
 //! ```
 //!
 //! The client and the server are plain blocking threads (one each, like iperf's processes); the proxy runs on its
@@ -17,6 +18,9 @@
 //! `client (10.77.1.2) ⇄ veth ⇄ node (10.77.1.1 | 10.77.2.1, forwarding) ⇄ veth ⇄ backend (10.77.2.2)`.
 //! "direct" connects to the backend through the node's kernel forwarding; "splice"/"copy" connect to a service
 //! address (`10.96.77.x`, a `local` route on the node's `lo`) served by the proxy in the node namespace.
+//!
+//! Paths: `direct`, `splice` and `copy` (the proxy's defaults with either relay) and `splice-fixed` (splice with
+//! `socket_buffer_size` = `--socket-buffer`, 256 KiB unless given; not in the default set).
 //!
 //! `--pin-*` pins the client thread, the server thread or every proxy worker to one CPU (sched_setaffinity).
 //! The figures also give CPU time (user + system of this process, all threads) per GiB moved: on a shared
@@ -56,14 +60,41 @@ mod bench {
         Direct,
         Splice,
         Copy,
+        SpliceFixed,
     }
 
+    /// The paths through the proxy, in the order of their service addresses.
+    const PROXIED: [Path; 3] = [Path::Splice, Path::Copy, Path::SpliceFixed];
+
     impl Path {
-        fn label(self) -> &'static str {
+        fn key(self) -> &'static str {
             match self {
                 Path::Direct => "direct",
-                Path::Splice => "proxy, splice(2) relay",
-                Path::Copy => "proxy, buffered copy",
+                Path::Splice => "splice",
+                Path::Copy => "copy",
+                Path::SpliceFixed => "splice-fixed",
+            }
+        }
+
+        fn label(self, o: &Opts) -> String {
+            match self {
+                Path::Direct => "direct".into(),
+                Path::Splice => "proxy, splice(2) relay".into(),
+                Path::Copy => "proxy, buffered copy".into(),
+                Path::SpliceFixed => {
+                    format!("proxy, splice, {} KiB buffers", o.socket_buffer / 1024)
+                }
+            }
+        }
+
+        /// The proxy configuration of a proxied path.
+        fn config(self, o: &Opts) -> UserspaceConfig {
+            let defaults = UserspaceConfig::default();
+            UserspaceConfig {
+                use_splice: self != Path::Copy,
+                copy_buffer_size: o.copy_buffer.unwrap_or(defaults.copy_buffer_size),
+                socket_buffer_size: (self == Path::SpliceFixed).then_some(o.socket_buffer),
+                ..defaults
             }
         }
     }
@@ -78,6 +109,7 @@ mod bench {
         pin_server: Option<usize>,
         pin_proxy: Option<usize>,
         copy_buffer: Option<usize>,
+        socket_buffer: usize,
     }
 
     fn parse_args() -> Opts {
@@ -91,6 +123,7 @@ mod bench {
             pin_server: None,
             pin_proxy: None,
             copy_buffer: None,
+            socket_buffer: 256 * 1024,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -117,6 +150,7 @@ mod bench {
                 "--pin-server" => o.pin_server = Some(num()),
                 "--pin-proxy" => o.pin_proxy = Some(num()),
                 "--copy-buffer" => o.copy_buffer = Some(num().max(1)),
+                "--socket-buffer" => o.socket_buffer = num().max(1),
                 "--paths" => {
                     o.paths = value
                         .split(',')
@@ -124,6 +158,7 @@ mod bench {
                             "direct" => Path::Direct,
                             "splice" => Path::Splice,
                             "copy" => Path::Copy,
+                            "splice-fixed" => Path::SpliceFixed,
                             other => panic!("--paths: direct, splice or copy, not {other}"),
                         })
                         .collect()
@@ -233,30 +268,24 @@ mod bench {
         })
     }
 
-    /// Two proxies (splice, copy) serving `vips[0]` and `vips[1]` → `backend`, on a runtime whose threads all
-    /// start with `enter` (e.g. entering the node's namespace).
+    /// One proxy per proxied path, serving `vips[i]` → `backend` with the configuration of `PROXIED[i]`, on a
+    /// runtime whose threads all start with `enter` (e.g. entering the node's namespace).
     fn start_proxies(
-        vips: [SocketAddr; 2],
+        o: &Opts,
+        vips: [SocketAddr; 3],
         backend: SocketAddr,
-        threads: usize,
-        copy_buffer: Option<usize>,
         enter: impl Fn() + Send + Sync + 'static,
     ) -> (tokio::runtime::Runtime, Vec<Arc<UserspaceProxy>>) {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(o.proxy_threads)
             .enable_all()
             .on_thread_start(enter)
             .build()
             .expect("runtime");
         let mut proxies = Vec::new();
-        for (splice, vip) in [(true, vips[0]), (false, vips[1])] {
+        for (path, vip) in PROXIED.into_iter().zip(vips) {
             let st = state(&[vip], backend);
-            let defaults = UserspaceConfig::default();
-            let cfg = UserspaceConfig {
-                use_splice: splice,
-                copy_buffer_size: copy_buffer.unwrap_or(defaults.copy_buffer_size),
-                ..defaults
-            };
+            let cfg = path.config(o);
             let proxy = Arc::new(UserspaceProxy::new(cfg, st.clone()));
             let p = Arc::clone(&proxy);
             // Applied on a worker, so that the listener is created in the workers' namespace.
@@ -267,6 +296,12 @@ mod bench {
             proxies.push(proxy);
         }
         (rt, proxies)
+    }
+
+    fn targets(backend: SocketAddr, vips: [SocketAddr; 3]) -> BTreeMap<&'static str, SocketAddr> {
+        let mut t = BTreeMap::from([("direct", backend)]);
+        t.extend(PROXIED.iter().map(|p| p.key()).zip(vips));
+        t
     }
 
     /// Where each path connects to, and how the client runs (in which namespace).
@@ -280,16 +315,15 @@ mod bench {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
         let backend = l.local_addr().expect("sink address");
         start_sink(l, o.pin_server);
-        let vips: [SocketAddr; 2] = [
+        let vips: [SocketAddr; 3] = [
             "127.0.88.1:9000".parse().unwrap(),
             "127.0.88.2:9000".parse().unwrap(),
+            "127.0.88.3:9000".parse().unwrap(),
         ];
         let pin_proxy = o.pin_proxy;
-        let keep = start_proxies(vips, backend, o.proxy_threads, o.copy_buffer, move || {
-            pin(pin_proxy)
-        });
+        let keep = start_proxies(o, vips, backend, move || pin(pin_proxy));
         Setup {
-            targets: BTreeMap::from([("direct", backend), ("splice", vips[0]), ("copy", vips[1])]),
+            targets: targets(backend, vips),
             run_client: Box::new(send),
             _keep: Box::new(keep),
         }
@@ -315,9 +349,10 @@ mod bench {
         add_route(&client, "default", Some("10.77.1.1"), None).unwrap();
         add_route(&server, "default", Some("10.77.2.1"), None).unwrap();
         node.enable_forwarding().unwrap();
-        let vips: [SocketAddr; 2] = [
+        let vips: [SocketAddr; 3] = [
             "10.96.77.1:80".parse().unwrap(),
             "10.96.77.2:80".parse().unwrap(),
+            "10.96.77.3:80".parse().unwrap(),
         ];
         for vip in vips {
             // What the proxy's bind-VIPs addressing installs: the service address is local on the node.
@@ -345,7 +380,7 @@ mod bench {
             std::fs::File::open(format!("/run/netns/{}", node.name())).expect("open node netns"),
         );
         let pin_proxy = o.pin_proxy;
-        let keep = start_proxies(vips, backend, o.proxy_threads, o.copy_buffer, move || {
+        let keep = start_proxies(o, vips, backend, move || {
             nix::sched::setns(&*ns_file, nix::sched::CloneFlags::CLONE_NEWNET)
                 .expect("enter node netns");
             pin(pin_proxy);
@@ -354,7 +389,7 @@ mod bench {
         let client = Arc::new(client);
         let c = Arc::clone(&client);
         Setup {
-            targets: BTreeMap::from([("direct", backend), ("splice", vips[0]), ("copy", vips[1])]),
+            targets: targets(backend, vips),
             run_client: Box::new(move |to, mib, cpu| {
                 c.run_in(|| send(to, mib, cpu)).expect("client netns")
             }),
@@ -383,11 +418,7 @@ mod bench {
             "net={:?} runs={} mib={} proxy-threads={} pin client={:?} server={:?} proxy={:?}",
             o.net, o.runs, o.mib, o.proxy_threads, o.pin_client, o.pin_server, o.pin_proxy
         );
-        let key = |p: Path| match p {
-            Path::Direct => "direct",
-            Path::Splice => "splice",
-            Path::Copy => "copy",
-        };
+        let key = |p: Path| p.key();
         let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut cpu: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for run in 1..=o.runs {
@@ -401,7 +432,7 @@ mod bench {
                 let per_gib = cpu_s / (o.mib as f64 / 1024.0);
                 println!(
                     "run {run} {:<24} {rate:8.0} MiB/s  {per_gib:6.3} CPU-s/GiB",
-                    p.label()
+                    p.label(&o)
                 );
                 rates.entry(key(p)).or_default().push(rate);
                 cpu.entry(key(p)).or_default().push(per_gib);
@@ -420,7 +451,7 @@ mod bench {
             let c = median(cpu.get_mut(key(p)).expect("measured"));
             println!(
                 "| {} | {med:.0} ({min:.0}–{max:.0}) | {ratio} | {c:.3} |",
-                p.label()
+                p.label(&o)
             );
         }
     }
