@@ -431,7 +431,7 @@ mod bench {
                 let rate = o.mib as f64 / took.as_secs_f64();
                 let per_gib = cpu_s / (o.mib as f64 / 1024.0);
                 println!(
-                    "run {run} {:<24} {rate:8.0} MiB/s  {per_gib:6.3} CPU-s/GiB",
+                    "run {run} {:<32} {rate:8.0} MiB/s  {per_gib:6.3} CPU-s/GiB",
                     p.label(&o)
                 );
                 rates.entry(key(p)).or_default().push(rate);
