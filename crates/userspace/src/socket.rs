@@ -72,6 +72,19 @@ pub(crate) fn bind_udp(addr: SocketAddr, freebind: bool) -> Result<UdpSocket, Us
     }
 }
 
+/// Fixes SO_RCVBUF and SO_SNDBUF of a connected socket to `size` (Linux; a no-op elsewhere).
+pub(crate) fn set_buffer_sizes(stream: &tokio::net::TcpStream, size: usize) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(stream, sockopt::RcvBuf, &size)?;
+        setsockopt(stream, sockopt::SndBuf, &size)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, size);
+    Ok(())
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     //! Socket creation through nix, so that options can be set before `bind(2)`.

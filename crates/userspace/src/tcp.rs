@@ -46,6 +46,13 @@ async fn handle(client: TcpStream, peer: SocketAddr, kind: PortalKind, rt: Arc<S
     let _ = client.set_nodelay(true);
     let _ = backend.set_nodelay(true);
     let config = &rt.config;
+    if let Some(size) = config.socket_buffer_size {
+        for s in [&client, &backend] {
+            if let Err(e) = crate::socket::set_buffer_sizes(s, size) {
+                tracing::debug!(service = %rt.spec.load().name, client = %peer, error = %e, "userspace proxy: cannot size socket buffers");
+            }
+        }
+    }
     if let Err(e) = crate::relay::relay(
         client,
         backend,

@@ -215,15 +215,15 @@ async fn connection_limit_closes_extra_connections() {
 }
 
 async fn bulk_echo(vip: &str, splice: bool) {
+    bulk_echo_with(vip, config(splice)).await;
+}
+
+async fn bulk_echo_with(vip: &str, cfg: UserspaceConfig) {
     let echo = echo_backend().await;
     let vip = ip(vip);
     let port = free_port(vip);
-    let n = format!("bulk-{splice}");
-    let proxy = proxy_for(
-        config(splice),
-        vec![service(&n, Protocol::Tcp, vip, port, &[echo])],
-    )
-    .await;
+    let n = format!("bulk-{}-{:?}", cfg.use_splice, cfg.socket_buffer_size);
+    let proxy = proxy_for(cfg, vec![service(&n, Protocol::Tcp, vip, port, &[echo])]).await;
     let mut clients = Vec::new();
     for c in 0..8u8 {
         clients.push(tokio::spawn(async move {
@@ -260,4 +260,17 @@ async fn bulk_bidirectional_echo_with_splice() {
 #[tokio::test]
 async fn bulk_bidirectional_echo_with_buffered_copy() {
     bulk_echo("127.0.77.12", false).await;
+}
+
+#[tokio::test]
+async fn bulk_bidirectional_echo_with_small_fixed_socket_buffers() {
+    // Fixed buffers (one loopback segment) far smaller than the transfer: every byte still arrives, in both
+    // directions at once.
+    for (vip, splice) in [("127.0.77.13", true), ("127.0.77.14", false)] {
+        let cfg = UserspaceConfig {
+            socket_buffer_size: Some(64 * 1024),
+            ..config(splice)
+        };
+        bulk_echo_with(vip, cfg).await;
+    }
 }
