@@ -2,8 +2,9 @@
 //! without a kernel: renders and encodes the full batch the way the dataplane does, and nothing else. A
 //! measurement tool for heaptrack, not a test:
 //! `cargo build -p kube-proxy-nftables --release --example full_sync_mem`
-//! `heaptrack -o /tmp/fsm target/release/examples/full_sync_mem typed` (`typed`: `render_full_with` then
-//! `netlink::encode`; `state`: only the state, to subtract).
+//! `target/release/examples/full_sync_mem lean` (or under `heaptrack -o /tmp/fsm ...`). Modes: `lean`:
+//! `netlink::encode_full`, the dataplane's route; `typed`: `render_full_with` then `netlink::encode`;
+//! `compare`: both, checks they are byte-identical; `state`: nothing (the state alone, to subtract).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -94,8 +95,18 @@ fn main() {
             let b = netlink::encode(&tx, 1);
             (b.messages(), b.bytes.len())
         }
+        "lean" => {
+            let f = netlink::encode_full(&state, &cfg, &slots, 1);
+            (f.batch.messages(), f.batch.bytes.len())
+        }
+        "compare" => {
+            let typed = netlink::encode(&render_full_with(&state, &cfg, &slots), 1);
+            let lean = netlink::encode_full(&state, &cfg, &slots, 1).batch;
+            assert!(typed.bytes == lean.bytes, "the two routes differ");
+            (lean.messages(), lean.bytes.len())
+        }
         _ => {
-            eprintln!("usage: full_sync_mem state|typed");
+            eprintln!("usage: full_sync_mem state|typed|lean|compare");
             std::process::exit(2);
         }
     };
