@@ -51,17 +51,20 @@ fn ten_thousand_services() {
     in_private_netns(|| {
         let mut dp = NftablesDataplane::new(IpFamily::V4, RenderConfig::default()).unwrap();
         let state = Arc::new(base.clone());
+        // The dataplane's route (streamed, no typed transaction); `examples/full_sync_mem.rs` compares routes.
         let t = Instant::now();
-        let tx = kube_proxy_nftables::render_full(&state, &RenderConfig::default());
-        let render = t.elapsed();
-        let t = Instant::now();
-        let batch = kube_proxy_nftables::netlink::encode(&tx, 1);
-        println!(
-            "full render {render:?}, encode {:?} ({} ops)",
-            t.elapsed(),
-            batch.messages()
+        let full = kube_proxy_nftables::netlink::encode_full(
+            &state,
+            &RenderConfig::default(),
+            &kube_proxy_nftables::slots::Slots::fresh(&state),
+            1,
         );
-        drop((tx, batch));
+        println!(
+            "full render+encode {:?} ({} messages)",
+            t.elapsed(),
+            full.batch.messages()
+        );
+        drop(full);
         let cpu0 = thread_cpu_ns();
         let t = Instant::now();
         let r = dp.sync(&state, false).unwrap();

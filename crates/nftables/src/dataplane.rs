@@ -8,7 +8,7 @@ use kube_proxy_model::{IpFamily, ProxyState};
 
 use crate::config::RenderConfig;
 use crate::error::NftError;
-use crate::netlink::{encode, NetlinkTransport, NfTransport, SendFailure, TableInfo};
+use crate::netlink::{encode, encode_full, NetlinkTransport, NfTransport, SendFailure, TableInfo};
 use crate::plan::{Family, Op, OpCounts, Transaction};
 use crate::render::{no_local_endpoints, render_full_with, render_incremental_with};
 use crate::slots::Slots;
@@ -163,11 +163,19 @@ impl<T: NfTransport> NftablesDataplane<T> {
             None
         };
         // The slot ranges are updated in place: if this sync fails, the next one is full and starts afresh.
-        let tx = match (&full_reason, &self.applied) {
-            (None, Some(prev)) => render_incremental_with(prev, state, &self.cfg, &mut self.slots),
+        // A full sync streams its operations into the batch (`encode_full`, byte for byte the encoding of
+        // `render_full_with`) so that the typed transaction of every object never exists; it is rendered
+        // only for a transport that wants it and to name the operation the kernel rejected.
+        let incremental = match (&full_reason, &self.applied) {
+            (None, Some(prev)) => Some(render_incremental_with(
+                prev,
+                state,
+                &self.cfg,
+                &mut self.slots,
+            )),
             _ => {
                 self.slots = Slots::fresh(state);
-                render_full_with(state, &self.cfg, &self.slots)
+                None
             }
         };
         let kind = if full_reason.is_some() {
@@ -178,33 +186,59 @@ impl<T: NfTransport> NftablesDataplane<T> {
         let mut report = SyncReport {
             kind,
             full_reason,
-            ops: tx.len(),
-            counts: tx.counts(),
+            ops: 0,
+            counts: OpCounts::default(),
             messages: 0,
             bytes: 0,
             no_local_endpoints: no_local_endpoints(state),
         };
-        if tx.is_empty() {
-            // Only an incremental transaction can be empty (a full one always recreates the table).
-            self.applied = Some(Arc::clone(state));
-            return Ok(report);
-        }
-        let batch = encode(&tx, self.seq);
+        let (batch, sent) = match &incremental {
+            Some(tx) => {
+                (report.ops, report.counts) = (tx.len(), tx.counts());
+                if tx.is_empty() {
+                    // Only an incremental transaction can be empty (a full one always recreates the table).
+                    self.applied = Some(Arc::clone(state));
+                    return Ok(report);
+                }
+                let batch = encode(tx, self.seq);
+                let sent = self.transport.send_batch(tx, &batch);
+                (batch, sent)
+            }
+            None => {
+                let full = encode_full(state, &self.cfg, &self.slots, self.seq);
+                (report.ops, report.counts) = (full.ops, full.counts);
+                let (cfg, slots) = (&self.cfg, &self.slots);
+                let sent = self
+                    .transport
+                    .send_full_batch(&full.batch, &mut || render_full_with(state, cfg, slots));
+                (full.batch, sent)
+            }
+        };
         self.seq = batch.last_seq.wrapping_add(2);
         report.messages = batch.messages();
         report.bytes = batch.bytes.len();
-        match self.transport.send_batch(&tx, &batch) {
+        match sent {
             Ok(()) => {}
             Err(SendFailure::Transport(e)) => return Err(e),
             Err(SendFailure::Kernel { seq, errno }) => {
-                let op = batch
-                    .op_for_seq(seq)
+                let index = batch.op_for_seq(seq);
+                drop(batch);
+                let full_tx;
+                let tx = match &incremental {
+                    Some(tx) => tx,
+                    None => {
+                        full_tx = render_full_with(state, &self.cfg, &self.slots);
+                        &full_tx
+                    }
+                };
+                let op = index
                     .and_then(|i| tx.ops.get(i))
                     .map(|op| op_line(tx.family, op))
                     .unwrap_or_else(|| format!("message seq {seq}"));
                 return Err(NftError::Rejected { op, errno });
             }
         }
+        drop(batch);
         self.expected = match kind {
             SyncKind::Full => {
                 self.last_full = Some(Instant::now());
@@ -212,7 +246,10 @@ impl<T: NfTransport> NftablesDataplane<T> {
             }
             SyncKind::Partial => self.expected.map(|t| TableInfo {
                 handle: t.handle,
-                use_count: u32::try_from(i64::from(t.use_count) + use_delta(&tx)).unwrap_or(0),
+                use_count: u32::try_from(
+                    i64::from(t.use_count) + incremental.as_ref().map_or(0, use_delta),
+                )
+                .unwrap_or(0),
             }),
         };
         self.applied = Some(Arc::clone(state));

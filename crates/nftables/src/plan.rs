@@ -364,15 +364,7 @@ impl Transaction {
     pub fn counts(&self) -> OpCounts {
         let mut c = OpCounts::default();
         for op in &self.ops {
-            match op {
-                Op::AddChain(_) => c.chains_added += 1,
-                Op::DeleteChain(_) => c.chains_deleted += 1,
-                Op::AddRule(_) => c.rules_added += 1,
-                Op::AddElement(_) => c.elements_added += 1,
-                Op::DeleteElement(_) => c.elements_deleted += 1,
-                Op::AddSet(_) => c.sets_added += 1,
-                _ => c.other += 1,
-            }
+            c.add(op);
         }
         c
     }
@@ -388,4 +380,19 @@ pub struct OpCounts {
     pub elements_deleted: usize,
     pub sets_added: usize,
     pub other: usize,
+}
+
+impl OpCounts {
+    /// Counts `op`.
+    pub fn add(&mut self, op: &Op) {
+        match op {
+            Op::AddChain(_) => self.chains_added += 1,
+            Op::DeleteChain(_) => self.chains_deleted += 1,
+            Op::AddRule(_) => self.rules_added += 1,
+            Op::AddElement(_) => self.elements_added += 1,
+            Op::DeleteElement(_) => self.elements_deleted += 1,
+            Op::AddSet(_) => self.sets_added += 1,
+            _ => self.other += 1,
+        }
+    }
 }

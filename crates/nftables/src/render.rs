@@ -41,63 +41,119 @@ pub fn render_full(state: &ProxyState, cfg: &RenderConfig) -> Transaction {
 
 /// [`render_full`] with given slot ranges (they must cover `state`, e.g. `Slots::fresh(state)`).
 pub fn render_full_with(state: &ProxyState, cfg: &RenderConfig, slots: &Slots) -> Transaction {
-    let family = Family::of(state.family);
-    let mut tx = Transaction::new(family);
-    tx.ops.push(table_op());
-    tx.ops.push(Op::DeleteTable);
-    tx.ops.push(table_op());
-    let setup = render_setup(family, cfg);
-    let renders: Vec<ServiceRender> = state
-        .services
-        .values()
-        .map(|s| render_service(s, cfg, slots))
-        .collect();
+    let mut sink = TxSink {
+        tx: Transaction::new(Family::of(state.family)),
+        values: BTreeMap::new(),
+    };
+    render_full_into(state, cfg, slots, &mut sink);
+    sink.tx
+}
 
-    tx.ops.extend(setup.chains.into_iter().map(Op::AddChain));
-    for r in &renders {
-        tx.ops.extend(
-            r.chains
-                .iter()
-                .map(|c| Op::AddChain(Chain::regular(c.clone()))),
-        );
+/// Receives a full transaction from [`render_full_into`]: operations in their final order, except the
+/// service ports' elements, which the sink places last.
+pub(crate) trait FullSink {
+    /// The next operation.
+    fn op(&mut self, op: Op);
+    /// An element claimed by a service port (service ports in name order). A key (set and key) claimed
+    /// several times (e.g. one externalIP on two Services) takes the value of the last claim, as upstream,
+    /// at the place of the first.
+    fn claim(&mut self, e: Element);
+    /// Appends the claimed elements, one per key, grouped by set name (ascending) so the encoder packs them
+    /// into few messages, in order of first claim within a set.
+    fn finish_claims(&mut self);
+}
+
+/// The typed route: the whole [`Transaction`].
+struct TxSink {
+    tx: Transaction,
+    /// Key -> (first claim, value of the last claim).
+    values: BTreeMap<ElemKey, (usize, ElemVal)>,
+}
+
+impl FullSink for TxSink {
+    fn op(&mut self, op: Op) {
+        self.tx.ops.push(op);
     }
-    tx.ops.extend(setup.sets.into_iter().map(Op::AddSet));
-    for r in &renders {
-        tx.ops.extend(r.sets.iter().cloned().map(Op::AddSet));
-    }
-    tx.ops.extend(setup.rules.into_iter().map(Op::AddRule));
-    for r in &renders {
-        tx.ops.extend(r.rules.iter().cloned().map(Op::AddRule));
-    }
-    tx.ops
-        .extend(setup.elements.into_iter().map(Op::AddElement));
-    // Keys claimed twice (e.g. one externalIP on two Services): the later service port wins, as upstream.
-    let mut order: Vec<ElemKey> = Vec::new();
-    let mut values: BTreeMap<ElemKey, ElemVal> = BTreeMap::new();
-    for r in renders {
-        for e in r.elements {
-            let k = (e.set, e.key);
-            if values
-                .insert(k.clone(), (e.verdict, e.data, e.comment))
-                .is_none()
-            {
-                order.push(k);
+
+    fn claim(&mut self, e: Element) {
+        let n = self.values.len();
+        let v = (e.verdict, e.data, e.comment);
+        match self.values.entry((e.set, e.key)) {
+            std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().1 = v,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert((n, v));
             }
         }
     }
-    // Elements of one set together, so the encoder packs them into few messages.
-    order.sort_by(|a, b| a.0.cmp(&b.0));
-    for k in order {
-        let (verdict, data, comment) = values.remove(&k).unwrap_or((None, None, None));
-        tx.ops.push(Op::AddElement(Element {
-            set: k.0,
-            key: k.1,
-            verdict,
-            data,
-            comment,
-        }));
+
+    fn finish_claims(&mut self) {
+        // The map is ordered by set, then key: each set's elements are put in order of first claim.
+        let mut set: Vec<(usize, Element)> = Vec::new();
+        let mut values = std::mem::take(&mut self.values).into_iter().peekable();
+        while let Some(((name, key), (first, (verdict, data, comment)))) = values.next() {
+            let last_of_set = values.peek().is_none_or(|((next, _), _)| *next != name);
+            set.push((
+                first,
+                Element {
+                    set: name,
+                    key,
+                    verdict,
+                    data,
+                    comment,
+                },
+            ));
+            if last_of_set {
+                set.sort_by_key(|(first, _)| *first);
+                self.tx
+                    .ops
+                    .extend(set.drain(..).map(|(_, e)| Op::AddElement(e)));
+            }
+        }
     }
-    tx
+}
+
+/// The full transaction of `state`, in the order both routes (typed and streaming) send it: `add table;
+/// delete table; add table`, chains (top level, then service ports in name order), sets, rules, top-level
+/// elements, then the service ports' elements (see [`FullSink::finish_claims`]). Each service port is
+/// rendered once; its parts are moved on (chains and elements at once, sets and rules kept until every
+/// chain is out) and its render dropped.
+pub(crate) fn render_full_into(
+    state: &ProxyState,
+    cfg: &RenderConfig,
+    slots: &Slots,
+    sink: &mut impl FullSink,
+) {
+    let family = Family::of(state.family);
+    sink.op(table_op());
+    sink.op(Op::DeleteTable);
+    sink.op(table_op());
+    let setup = render_setup(family, cfg);
+    for c in setup.chains {
+        sink.op(Op::AddChain(c));
+    }
+    let mut sets: Vec<Set> = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
+    for svc in state.services.values() {
+        let r = render_service(svc, cfg, slots);
+        for c in r.chains {
+            sink.op(Op::AddChain(Chain::regular(c)));
+        }
+        sets.extend(r.sets);
+        rules.extend(r.rules);
+        for e in r.elements {
+            sink.claim(e);
+        }
+    }
+    for s in setup.sets.into_iter().chain(sets) {
+        sink.op(Op::AddSet(s));
+    }
+    for r in setup.rules.into_iter().chain(rules) {
+        sink.op(Op::AddRule(r));
+    }
+    for e in setup.elements {
+        sink.op(Op::AddElement(e));
+    }
+    sink.finish_claims();
 }
 
 /// Only what differs between `prev` (the state last applied with `cfg`, by [`render_full`]) and `new`.

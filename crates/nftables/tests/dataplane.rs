@@ -137,3 +137,23 @@ fn report_counts_services_without_local_endpoints() {
     let r = dp.sync(&v4_state("10.0.1.7"), false).unwrap();
     assert_eq!(r.no_local_endpoints, (1, 0));
 }
+
+#[test]
+fn rejected_full_sync_names_the_operation_and_the_plan_reaches_the_transport() {
+    let (mut dp, fake) = dataplane();
+    let a = v4_state("10.0.1.7");
+    fake.kernel.lock().unwrap().fail_next = Some(22);
+    let err = dp.sync(&a, false).unwrap_err();
+    // The fake rejects the last message: the service ports' elements come last.
+    assert!(
+        matches!(&err, NftError::Rejected { errno: 22, op } if op.starts_with("add element ip kube-proxy")),
+        "{err}"
+    );
+    let r = dp.sync(&a, false).unwrap();
+    assert_eq!(r.kind, SyncKind::Full);
+    let k = fake.kernel.lock().unwrap();
+    let full = kube_proxy_nftables::render_full(&a, &RenderConfig::default());
+    assert_eq!(k.committed[0].0, full);
+    assert_eq!((r.ops, r.counts), (full.len(), full.counts()));
+    assert_eq!(k.committed[0].1, r.bytes);
+}

@@ -35,36 +35,6 @@ impl Batch {
     }
 }
 
-fn nfgen(family: u8, res_id: u16) -> [u8; 4] {
-    let r = res_id.to_be_bytes();
-    [family, 0, r[0], r[1]]
-}
-
-fn push_msg(
-    out: &mut Vec<u8>,
-    msg_type: u16,
-    flags: u16,
-    seq: u32,
-    family: u8,
-    res_id: u16,
-    attrs: &[u8],
-) {
-    let mut h = NetlinkHeader::default();
-    h.length = u32::try_from(16 + 4 + attrs.len()).unwrap_or(u32::MAX);
-    h.message_type = msg_type;
-    h.flags = flags;
-    h.sequence_number = seq;
-    h.port_number = 0;
-    let start = out.len();
-    out.resize(start + 16, 0);
-    h.emit(&mut out[start..start + 16]);
-    out.extend_from_slice(&nfgen(family, res_id));
-    out.extend_from_slice(attrs);
-    while out.len() & 3 != 0 {
-        out.push(0);
-    }
-}
-
 fn family_num(f: Family) -> u8 {
     match f {
         Family::Ip => NFPROTO_IPV4,
@@ -83,42 +53,180 @@ fn hook_num(h: Hook) -> u32 {
 }
 
 /// Largest element payload per message (the nested attribute length is 16 bits).
-const MAX_ELEMS_BYTES: usize = 60_000;
+pub(super) const MAX_ELEMS_BYTES: usize = 60_000;
 
-/// Encodes `tx` with sequence numbers starting at `first_seq`.
-pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
-    let fam = family_num(tx.family);
-    let mut out = Vec::new();
-    let mut seq = first_seq;
-    let mut op_index = Vec::new();
-    push_msg(
-        &mut out,
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
-    // Messages are written in place; the last one gets NLM_F_ACK afterwards.
-    let mut last_msg_offset = None;
-    let mut set_id = 1u32;
-    let mut i = 0;
-    while i < tx.ops.len() {
-        let op = &tx.ops[i];
-        let mut w = AttrWriter::new();
-        let start = i;
+/// The element message being filled: its kind, set, and where its header and element list start.
+#[derive(Debug)]
+struct OpenElems {
+    add: bool,
+    set: String,
+    msg_start: usize,
+    body_start: usize,
+}
+
+/// A streaming batch encoder: operations are written into the batch as they are pushed, so the caller need
+/// not hold a whole [`Transaction`] (the full sync's lean route, see `render::render_full_into`). Consecutive
+/// element operations of one kind on one set share a message until its element list exceeds
+/// `MAX_ELEMS_BYTES`. [`encode`] is this encoder over a transaction's operations.
+#[derive(Debug)]
+pub struct Encoder {
+    family: Family,
+    /// The batch so far; the open element list, if any, is the writer's open nest.
+    w: AttrWriter,
+    first_seq: u32,
+    seq: u32,
+    op_index: Vec<usize>,
+    ops: usize,
+    counts: OpCounts,
+    set_id: u32,
+    last_msg_offset: Option<usize>,
+    open: Option<OpenElems>,
+}
+
+impl Encoder {
+    /// A batch whose batch-begin message has sequence number `first_seq`.
+    pub fn new(family: Family, first_seq: u32) -> Encoder {
+        let mut e = Encoder {
+            family,
+            w: AttrWriter::new(),
+            first_seq,
+            seq: first_seq,
+            op_index: Vec::new(),
+            ops: 0,
+            counts: OpCounts::default(),
+            set_id: 1,
+            last_msg_offset: None,
+            open: None,
+        };
+        e.begin_msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
+        e.end_msg(0);
+        e
+    }
+
+    /// Reserves room for `additional` more bytes of batch (avoids doubling the buffer when the caller knows
+    /// what is coming).
+    pub fn reserve(&mut self, additional: usize) {
+        self.w.buf.reserve_exact(additional);
+    }
+
+    /// Operations pushed so far.
+    pub fn ops(&self) -> usize {
+        self.ops
+    }
+
+    /// Counts of the operations pushed so far, as [`Transaction::counts`] would give them.
+    pub fn counts(&self) -> OpCounts {
+        self.counts
+    }
+
+    /// Starts a message (header with length 0, nfgenmsg); returns its offset.
+    fn begin_msg(&mut self, msg_type: u16, flags: u16, family: u8, res_id: u16) -> usize {
+        let mut h = NetlinkHeader::default();
+        h.message_type = msg_type;
+        h.flags = flags;
+        h.sequence_number = self.seq;
+        h.port_number = 0;
+        let out = &mut self.w.buf;
+        let start = out.len();
+        out.resize(start + 16, 0);
+        h.emit(&mut out[start..start + 16]);
+        let r = res_id.to_be_bytes();
+        out.extend_from_slice(&[family, 0, r[0], r[1]]);
+        start
+    }
+
+    /// Writes the length of the message at `start` (its attributes are already 4-byte aligned).
+    fn end_msg(&mut self, start: usize) {
+        let out = &mut self.w.buf;
+        let len = u32::try_from(out.len() - start).unwrap_or(u32::MAX);
+        out[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// Starts the nf_tables message of operation `self.ops` (the next sequence number).
+    fn begin_nft_msg(&mut self, ty: u16, flags: u16) -> usize {
+        self.seq = self.seq.wrapping_add(1);
+        let start = self.begin_msg(
+            (NFNL_SUBSYS_NFTABLES << 8) | ty,
+            NLM_F_REQUEST | flags,
+            family_num(self.family),
+            0,
+        );
+        self.last_msg_offset = Some(start);
+        self.op_index.push(self.ops);
+        start
+    }
+
+    fn close_elems(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.w.end();
+            self.end_msg(open.msg_start);
+        }
+    }
+
+    /// Makes the open element message one for `set` that can take another element (starting a new one when
+    /// the kind or set differs or the list is full).
+    fn elems_msg(&mut self, set: &str, add: bool) {
+        if let Some(open) = &self.open {
+            if open.add == add
+                && open.set == set
+                && self.w.buf.len() - open.body_start <= MAX_ELEMS_BYTES
+            {
+                return;
+            }
+        }
+        self.close_elems();
+        let (ty, flags) = if add {
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
+        } else {
+            (NFT_MSG_DELSETELEM, 0)
+        };
+        let msg_start = self.begin_nft_msg(ty, flags);
+        self.w
+            .str(NFTA_SET_ELEM_LIST_TABLE, TABLE)
+            .str(NFTA_SET_ELEM_LIST_SET, set);
+        self.w.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+        self.open = Some(OpenElems {
+            add,
+            set: set.to_string(),
+            msg_start,
+            body_start: self.w.buf.len(),
+        });
+    }
+
+    /// Appends one operation.
+    pub fn push(&mut self, op: &Op) {
+        self.counts.add(op);
+        if let Op::AddElement(e) | Op::DeleteElement(e) = op {
+            let add = matches!(op, Op::AddElement(_));
+            self.elems_msg(&e.set, add);
+            write_elem(&mut self.w, e, add);
+            self.ops += 1;
+            return;
+        }
+        self.close_elems();
         let (ty, flags) = match op {
+            Op::AddTable { .. } => (NFT_MSG_NEWTABLE, NLM_F_CREATE),
+            Op::DeleteTable => (NFT_MSG_DELTABLE, 0),
+            Op::AddChain(_) => (NFT_MSG_NEWCHAIN, NLM_F_CREATE),
+            Op::FlushChain(_) => (NFT_MSG_DELRULE, 0),
+            Op::DeleteChain(_) => (NFT_MSG_DELCHAIN, 0),
+            Op::AddSet(_) => (NFT_MSG_NEWSET, NLM_F_CREATE),
+            Op::FlushSet { .. } => (NFT_MSG_DELSETELEM, 0),
+            Op::DeleteSet { .. } => (NFT_MSG_DELSET, 0),
+            Op::AddRule(_) => (NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND),
+            Op::AddElement(_) | Op::DeleteElement(_) => unreachable!("handled above"),
+        };
+        let start = self.begin_nft_msg(ty, flags);
+        let w = &mut self.w;
+        match op {
             Op::AddTable { comment } => {
                 w.str(NFTA_TABLE_NAME, TABLE);
                 if let Some(c) = comment {
                     w.bytes(NFTA_TABLE_USERDATA, &udata_comment(UDATA_TABLE_COMMENT, c));
                 }
-                (NFT_MSG_NEWTABLE, NLM_F_CREATE)
             }
             Op::DeleteTable => {
                 w.str(NFTA_TABLE_NAME, TABLE);
-                (NFT_MSG_DELTABLE, 0)
             }
             Op::AddChain(c) => {
                 w.str(NFTA_CHAIN_TABLE, TABLE).str(NFTA_CHAIN_NAME, &c.name);
@@ -133,104 +241,84 @@ pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
                 if let Some(cm) = &c.comment {
                     w.bytes(NFTA_CHAIN_USERDATA, &udata_comment(UDATA_CHAIN_COMMENT, cm));
                 }
-                (NFT_MSG_NEWCHAIN, NLM_F_CREATE)
             }
             Op::FlushChain(c) => {
                 w.str(NFTA_RULE_TABLE, TABLE).str(NFTA_RULE_CHAIN, c);
-                (NFT_MSG_DELRULE, 0)
             }
             Op::DeleteChain(c) => {
                 w.str(NFTA_CHAIN_TABLE, TABLE).str(NFTA_CHAIN_NAME, c);
-                (NFT_MSG_DELCHAIN, 0)
             }
             Op::AddSet(s) => {
-                write_set(&mut w, s, set_id);
-                set_id += 1;
-                (NFT_MSG_NEWSET, NLM_F_CREATE)
+                write_set(w, s, self.set_id);
+                self.set_id += 1;
             }
             Op::FlushSet { name, .. } => {
                 w.str(NFTA_SET_ELEM_LIST_TABLE, TABLE)
                     .str(NFTA_SET_ELEM_LIST_SET, name);
-                (NFT_MSG_DELSETELEM, 0)
             }
             Op::DeleteSet { name, .. } => {
                 w.str(NFTA_SET_TABLE, TABLE).str(NFTA_SET_NAME, name);
-                (NFT_MSG_DELSET, 0)
-            }
-            Op::AddElement(e) | Op::DeleteElement(e) => {
-                let add = matches!(op, Op::AddElement(_));
-                w.str(NFTA_SET_ELEM_LIST_TABLE, TABLE)
-                    .str(NFTA_SET_ELEM_LIST_SET, &e.set);
-                w.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-                let body_start = w.buf.len();
-                write_elem(&mut w, e, add);
-                // Group the following operations of the same kind on the same set.
-                while let Some(next) = tx.ops.get(i + 1) {
-                    let same = match (op, next) {
-                        (Op::AddElement(_), Op::AddElement(n))
-                        | (Op::DeleteElement(_), Op::DeleteElement(n)) => n.set == e.set,
-                        _ => false,
-                    };
-                    if !same || w.buf.len() - body_start > MAX_ELEMS_BYTES {
-                        break;
-                    }
-                    i += 1;
-                    if let Op::AddElement(n) | Op::DeleteElement(n) = next {
-                        write_elem(&mut w, n, add);
-                    }
-                }
-                w.end();
-                if add {
-                    (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
-                } else {
-                    (NFT_MSG_DELSETELEM, 0)
-                }
             }
             Op::AddRule(r) => {
                 w.str(NFTA_RULE_TABLE, TABLE).str(NFTA_RULE_CHAIN, &r.chain);
-                write_rule_exprs(&mut w, tx.family, &r.stmts);
+                write_rule_exprs(w, self.family, &r.stmts);
                 if let Some(c) = &r.comment {
                     w.bytes(NFTA_RULE_USERDATA, &udata_comment(UDATA_RULE_COMMENT, c));
                 }
-                (NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND)
             }
-        };
-        seq = seq.wrapping_add(1);
-        last_msg_offset = Some(out.len());
-        push_msg(
-            &mut out,
-            (NFNL_SUBSYS_NFTABLES << 8) | ty,
-            NLM_F_REQUEST | flags,
-            seq,
-            fam,
-            0,
-            &w.buf,
-        );
-        op_index.push(start);
-        i += 1;
+            Op::AddElement(_) | Op::DeleteElement(_) => {}
+        }
+        self.end_msg(start);
+        self.ops += 1;
     }
-    if let Some(off) = last_msg_offset {
-        // nlmsghdr: len u32, type u16, flags u16 (native endian).
-        let flags = u16::from_ne_bytes([out[off + 6], out[off + 7]]) | NLM_F_ACK;
-        out[off + 6..off + 8].copy_from_slice(&flags.to_ne_bytes());
+
+    /// Appends an `AddElement` of `set` already encoded by [`encode_element`] (one `NFTA_LIST_ELEM`).
+    pub fn push_encoded_element(&mut self, set: &str, elem: &[u8]) {
+        self.counts.elements_added += 1;
+        self.elems_msg(set, true);
+        self.w.buf.extend_from_slice(elem);
+        self.ops += 1;
     }
-    let last_seq = seq;
-    seq = seq.wrapping_add(1);
-    push_msg(
-        &mut out,
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
-    Batch {
-        bytes: out,
-        first_seq,
-        last_seq,
-        op_index,
+
+    /// Closes the batch: the last nf_tables message asks for an acknowledgement, then `NFNL_MSG_BATCH_END`.
+    pub fn finish(mut self) -> Batch {
+        self.close_elems();
+        if let Some(off) = self.last_msg_offset {
+            // nlmsghdr: len u32, type u16, flags u16 (native endian).
+            let out = &mut self.w.buf;
+            let flags = u16::from_ne_bytes([out[off + 6], out[off + 7]]) | NLM_F_ACK;
+            out[off + 6..off + 8].copy_from_slice(&flags.to_ne_bytes());
+        }
+        let last_seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let start = self.begin_msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
+        self.end_msg(start);
+        Batch {
+            bytes: self.w.buf,
+            first_seq: self.first_seq,
+            last_seq,
+            op_index: self.op_index,
+        }
     }
+}
+
+/// `e` as one `NFTA_LIST_ELEM` of an `AddElement` message, appended to `w`.
+pub(super) fn encode_element(w: &mut AttrWriter, e: &Element) {
+    write_elem(w, e, true);
+}
+
+/// Upper bound of the bytes an element message adds around its elements (header, table, set, list).
+pub(super) fn element_msg_overhead(set: &str) -> usize {
+    16 + 4 + 16 + (4 + set.len() + 1).div_ceil(4) * 4 + 4
+}
+
+/// Encodes `tx` with sequence numbers starting at `first_seq`.
+pub fn encode(tx: &Transaction, first_seq: u32) -> Batch {
+    let mut e = Encoder::new(tx.family, first_seq);
+    for op in &tx.ops {
+        e.push(op);
+    }
+    e.finish()
 }
 
 #[cfg(test)]

@@ -5,10 +5,12 @@
 pub mod attr;
 pub mod batch;
 mod expr;
+mod full;
 mod sets;
 pub mod transport;
 
-pub use batch::{encode, Batch};
+pub use batch::{encode, Batch, Encoder};
+pub use full::{encode_full, FullBatch};
 pub use transport::{
     FakeKernel, FakeTransport, NetlinkTransport, NfTransport, SendFailure, TableInfo,
 };

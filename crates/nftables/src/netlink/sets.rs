@@ -161,3 +161,10 @@ pub(super) fn write_elem(w: &mut AttrWriter, e: &Element, with_data: bool) {
     }
     w.end();
 }
+
+/// The key bytes of an element written by [`write_elem`]: `NFTA_LIST_ELEM` { `NFTA_SET_ELEM_KEY` {
+/// `NFTA_DATA_VALUE` key } ...}. Within one set (one key type) equal keys have equal bytes and vice versa.
+pub(super) fn written_elem_key(elem: &[u8]) -> &[u8] {
+    let len = usize::from(u16::from_ne_bytes([elem[8], elem[9]]));
+    &elem[12..8 + len]
+}

@@ -34,6 +34,17 @@ pub enum SendFailure {
 pub trait NfTransport: Send {
     /// Sends `batch` (the encoding of `tx`); `Ok` once the kernel committed it.
     fn send_batch(&mut self, tx: &Transaction, batch: &Batch) -> Result<(), SendFailure>;
+    /// Sends a full sync's `batch`, encoded without a typed transaction (see
+    /// [`super::encode_full`]); `plan` builds that transaction for transports that need it. The default
+    /// builds it and calls [`NfTransport::send_batch`]; the real transport sends the bytes alone.
+    fn send_full_batch(
+        &mut self,
+        batch: &Batch,
+        plan: &mut dyn FnMut() -> Transaction,
+    ) -> Result<(), SendFailure> {
+        let tx = plan();
+        self.send_batch(&tx, batch)
+    }
     /// Handle and use count of table `kube-proxy` in `family`, `None` when it does not exist.
     fn table_info(&mut self, family: Family) -> Result<Option<TableInfo>, NftError>;
 }
@@ -122,8 +133,8 @@ fn error_of(msg: &[u8]) -> Option<(u32, i32)> {
     Some((seq, err.code().map(|c| -c.get()).unwrap_or(0)))
 }
 
-impl NfTransport for NetlinkTransport {
-    fn send_batch(&mut self, _tx: &Transaction, batch: &Batch) -> Result<(), SendFailure> {
+impl NetlinkTransport {
+    fn send(&mut self, batch: &Batch) -> Result<(), SendFailure> {
         self.ensure_sndbuf(batch.bytes.len())
             .map_err(SendFailure::Transport)?;
         self.drain().map_err(SendFailure::Transport)?;
@@ -149,6 +160,20 @@ impl NfTransport for NetlinkTransport {
         } else {
             Err(SendFailure::Transport(NftError::NoAck))
         }
+    }
+}
+
+impl NfTransport for NetlinkTransport {
+    fn send_batch(&mut self, _tx: &Transaction, batch: &Batch) -> Result<(), SendFailure> {
+        self.send(batch)
+    }
+
+    fn send_full_batch(
+        &mut self,
+        batch: &Batch,
+        _plan: &mut dyn FnMut() -> Transaction,
+    ) -> Result<(), SendFailure> {
+        self.send(batch)
     }
 
     fn table_info(&mut self, family: Family) -> Result<Option<TableInfo>, NftError> {
