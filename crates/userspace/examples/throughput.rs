@@ -233,7 +233,7 @@ mod bench {
             .map(|(i, vip)| {
                 let name = ServicePortName {
                     namespace: "bench".into(),
-                    name: format!("bulk-{i}"),
+                    name: format!("bulk-{i}").into(),
                     port: "".into(),
                     protocol: Protocol::Tcp,
                 };
