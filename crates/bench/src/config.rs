@@ -69,8 +69,9 @@ pub struct BenchConfig {
     pub endpoints: usize,
     /// K: single changes, cycling endpoint add, endpoint remove, Service add, Service delete.
     pub changes: usize,
-    /// Passed as `--iptables-min-sync-period`; the bench also waits this long between changes, so every change
-    /// meets an idle rate limiter (what a lone change on a quiet cluster sees).
+    /// Passed as `--iptables-min-sync-period`; the bench also waits twice this long between changes, so every
+    /// change meets an idle rate limiter with its burst of 2 syncs refilled (what a lone change on a quiet
+    /// cluster sees).
     pub min_sync_period: Duration,
     /// New TCP connections per target (ClusterIP and pod IP) in the dataplane probe; 0 skips the probe.
     pub connections: usize,

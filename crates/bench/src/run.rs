@@ -222,8 +222,9 @@ struct Waiter<'a> {
 }
 
 impl Waiter<'_> {
-    /// Waits until no sync has ended for min-sync-period + 3 × the recent sync duration + 200 ms, so that a
-    /// change meets an idle rate limiter and no trailing sync of the previous change is pending.
+    /// Waits until no sync has ended for 2 × min-sync-period + 3 × the recent sync duration + 200 ms, so that a
+    /// change meets an idle rate limiter — a full bucket of upstream's burst of 2 syncs, which a Service and
+    /// its EndpointSlice need back to back — and no trailing sync of the previous change is pending.
     fn wait_quiet(&mut self, proxy: &mut Proxy) -> Result<()> {
         let deadline = Instant::now() + self.cfg.timeout;
         loop {
@@ -234,7 +235,8 @@ impl Waiter<'_> {
                         / (m.sync_count - self.prev.sync_count);
                     self.prev = m;
                 }
-                let quiet = self.cfg.min_sync_period.as_secs_f64() + 3.0 * self.recent_sync + 0.2;
+                let quiet =
+                    2.0 * self.cfg.min_sync_period.as_secs_f64() + 3.0 * self.recent_sync + 0.2;
                 if unix_now() - m.last_sync >= quiet {
                     return Ok(());
                 }
