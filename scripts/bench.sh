@@ -33,6 +33,6 @@ exec target/release/kube-proxy-bench \
     --endpoints 10 \
     --changes "${BENCH_CHANGES:-20}" \
     --repeats "${BENCH_REPEATS:-3}" \
-    --large-repeats "${BENCH_LARGE_REPEATS:-1}" \
+    --large-repeats "${BENCH_LARGE_REPEATS:-3}" \
     --out-dir target/bench \
     "$@"

@@ -59,14 +59,25 @@ pub const FIGURES: &[Figure] = &[
     ("one change → programmed, p50 (ms)", |r| r.change_p50_ms),
     ("one change → programmed, p99 (ms)", |r| r.change_p99_ms),
     ("endpoint add/remove → programmed, p50 (ms)", |r| {
-        kind_p50(r, &[ChangeKind::EndpointAdd, ChangeKind::EndpointRemove])
+        kind_percentile(
+            r,
+            &[ChangeKind::EndpointAdd, ChangeKind::EndpointRemove],
+            50.0,
+        )
+    }),
+    ("endpoint add/remove → programmed, p99 (ms)", |r| {
+        kind_percentile(
+            r,
+            &[ChangeKind::EndpointAdd, ChangeKind::EndpointRemove],
+            99.0,
+        )
     }),
     (
         "Service add (Service, then its slice) → programmed, p50 (ms)",
-        |r| kind_p50(r, &[ChangeKind::ServiceAdd]),
+        |r| kind_percentile(r, &[ChangeKind::ServiceAdd], 50.0),
     ),
     ("Service delete → programmed, p50 (ms)", |r| {
-        kind_p50(r, &[ChangeKind::ServiceDelete])
+        kind_percentile(r, &[ChangeKind::ServiceDelete], 50.0)
     }),
     ("proxy's own sync per change, median (ms)", |r| {
         percentile_f64(
@@ -112,14 +123,14 @@ pub const FIGURES: &[Figure] = &[
     }),
 ];
 
-fn kind_p50(r: &RunResult, kinds: &[ChangeKind]) -> Option<f64> {
+fn kind_percentile(r: &RunResult, kinds: &[ChangeKind], p: f64) -> Option<f64> {
     let v: Vec<f64> = r
         .changes
         .iter()
         .filter(|c| kinds.contains(&c.kind))
         .map(|c| c.latency_ms)
         .collect();
-    percentile_f64(&v, 50.0)
+    percentile_f64(&v, p)
 }
 
 /// The summary of one (variant, N) cell.
