@@ -159,7 +159,7 @@ impl<S: StateSource> Runner<S> {
             rejections.extend(slot.builder.rejections().cloned());
             let force_full = slot.force_full;
             let began = Instant::now();
-            let joined = tokio::task::spawn_blocking(move || {
+            let joined = run_blocking(move || {
                 let mut dataplane = dataplane;
                 let result = dataplane.sync(&state, force_full);
                 (dataplane, state, result)
@@ -214,6 +214,29 @@ impl<S: StateSource> Runner<S> {
 #[cfg(test)]
 #[path = "runner_tests.rs"]
 mod tests;
+
+/// Runs a dataplane's blocking sync. On a multi-threaded runtime it runs on this thread (`block_in_place`):
+/// handing it to a blocking-pool thread means waking that thread for every sync, which on an idle VM costs
+/// milliseconds of latency. A current-thread runtime (tests) uses the blocking pool. A panic becomes an error.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+            .map_err(|panic| {
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into())
+            })
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
 
 async fn wait_ready<S: StateSource>(source: &Arc<S>) {
     while !source.is_ready() {

@@ -254,3 +254,43 @@ async fn wait_for(cond: impl Fn() -> bool) {
     }
     panic!("condition not reached within 5 s");
 }
+
+struct PanickingDataplane;
+
+impl Dataplane for PanickingDataplane {
+    fn family(&self) -> IpFamily {
+        IpFamily::V4
+    }
+    fn sync(&mut self, _: &Arc<ProxyState>, _: bool) -> Result<SyncReport, DataplaneError> {
+        panic!("dataplane bug")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_multi_threaded_runtime_syncs_run_in_place_and_survive_a_panicking_dataplane() {
+    let source = source();
+    source.set(objects(serde_json::json!([svc("a", "10.96.0.10")])));
+    let (mut r, record, heard) = runner(source.clone(), &[IpFamily::V4]);
+    assert!(r.sync_once().await);
+    assert_eq!(*record.calls.lock().unwrap(), vec![(1, true)]);
+    assert_eq!(heard.synced.lock().unwrap().len(), 1);
+
+    let heard = Arc::new(Heard::default());
+    let cfg = RunnerConfig {
+        schedule: ScheduleConfig {
+            min_interval: Duration::from_millis(10),
+            max_interval: Duration::from_secs(30),
+        },
+        node: NodeContext {
+            node_name: "node1".into(),
+        },
+    };
+    let mut r = Runner::new(
+        source,
+        cfg,
+        vec![Box::new(PanickingDataplane)],
+        heard.clone(),
+    );
+    assert!(!r.sync_once().await, "a panicking dataplane fails the sync");
+    assert!(heard.synced.lock().unwrap().is_empty());
+}
