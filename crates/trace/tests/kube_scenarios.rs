@@ -4,26 +4,7 @@
 mod common;
 
 use common::*;
-use kube_proxy_trace::{Trace, Verdict};
-
-fn dnat(ip_: &str, port: u16) -> Verdict {
-    Verdict::Dnat { ip: ip(ip_), port }
-}
-
-fn only(t: &Trace) -> &kube_proxy_trace::Outcome {
-    assert_eq!(t.outcomes.len(), 1, "{}", t.render_text());
-    &t.outcomes[0]
-}
-
-fn three_endpoints() -> kube_proxy_model::ProxyState {
-    let mut s = svc(name("ns1", "web", "http"), "172.30.0.10", 80);
-    s.endpoints = vec![
-        ep("10.0.1.1", 8080, false),
-        ep("10.0.2.1", 8080, false),
-        ep("10.0.3.1", 8080, true),
-    ];
-    state(vec![finish(s)])
-}
+use kube_proxy_trace::Verdict;
 
 #[test]
 fn cluster_ip_with_three_endpoints_splits_evenly() {

@@ -1,19 +1,13 @@
 //! Traces packets through nftables plans rendered by kube-proxy-nftables from model states: the same Service
 //! semantics as the iptables scenarios, read chain by chain and map by map.
 
-use kube_proxy_model::fixtures::{ep, finish, ip, name, svc};
-use kube_proxy_model::{IpFamily, Protocol, ProxyState, ServicePortState};
+mod common;
+
+use common::{dnat, ep, finish, ip, name, only, state, svc, three_endpoints, NODE_IP, POD_CIDR};
+use kube_proxy_model::{IpFamily, Protocol, ProxyState};
 use kube_proxy_nftables::{render_full, LocalDetector, NodePortAddresses, RenderConfig};
 use kube_proxy_trace::nft::{trace_nft, NftTable};
-use kube_proxy_trace::{Outcome, Packet, Trace, TraceOptions, Verdict};
-
-const NODE_IP: &str = "192.168.0.2";
-const POD_CIDR: &str = "10.0.0.0/16";
-
-fn state(svcs: Vec<ServicePortState>) -> ProxyState {
-    let family = svcs.first().map(|s| s.family).unwrap_or(IpFamily::V4);
-    kube_proxy_model::fixtures::state(family, svcs)
-}
+use kube_proxy_trace::{Packet, Trace, TraceOptions, Verdict};
 
 fn cfg() -> RenderConfig {
     RenderConfig {
@@ -48,25 +42,6 @@ fn trace_in(st: &ProxyState, src: &str, dst: &str, port: u16, iface: &str) -> Tr
 fn trace_local(st: &ProxyState, src: &str, dst: &str, port: u16) -> Trace {
     let pkt = Packet::local(ip(src), ip(dst), port, Protocol::Tcp);
     check(trace_nft(&table(st), &pkt, &opts()))
-}
-
-fn dnat(ip_: &str, port: u16) -> Verdict {
-    Verdict::Dnat { ip: ip(ip_), port }
-}
-
-fn only(t: &Trace) -> &Outcome {
-    assert_eq!(t.outcomes.len(), 1, "{}", t.render_text());
-    &t.outcomes[0]
-}
-
-fn three_endpoints() -> ProxyState {
-    let mut s = svc(name("ns1", "web", "http"), "172.30.0.10", 80);
-    s.endpoints = vec![
-        ep("10.0.1.1", 8080, false),
-        ep("10.0.2.1", 8080, false),
-        ep("10.0.3.1", 8080, true),
-    ];
-    state(vec![finish(s)])
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! Builders for model states rendered with kube-proxy-iptables, and tracing helpers.
+//! Builders for model states rendered with kube-proxy-iptables, tracing helpers, and the pieces every mode's
+//! scenarios share (the three-endpoint Service, verdict and outcome helpers).
 #![allow(dead_code)]
 
 use kube_proxy_iptables::{render, LocalDetector, RenderConfig, RenderScope};
 use kube_proxy_model::{IpFamily, Protocol, ProxyState, ServicePortState};
-use kube_proxy_trace::{trace_text, Packet, Trace, TraceOptions};
+use kube_proxy_trace::{trace_text, Outcome, Packet, Trace, TraceOptions, Verdict};
 
 pub const NODE_IP: &str = "192.168.0.2";
 pub const POD_CIDR: &str = "10.0.0.0/16";
@@ -55,4 +56,26 @@ pub fn assert_probabilities_sum_to_one(t: &Trace) {
         "probabilities sum to {sum}: {}",
         t.render_text()
     );
+}
+
+/// A DNAT verdict to `ip_:port`.
+pub fn dnat(ip_: &str, port: u16) -> Verdict {
+    Verdict::Dnat { ip: ip(ip_), port }
+}
+
+/// The single outcome of `t` (fails when there are several).
+pub fn only(t: &Trace) -> &Outcome {
+    assert_eq!(t.outcomes.len(), 1, "{}", t.render_text());
+    &t.outcomes[0]
+}
+
+/// `ns1/web:http` on 172.30.0.10:80 with three endpoints, the last one local.
+pub fn three_endpoints() -> ProxyState {
+    let mut s = svc(name("ns1", "web", "http"), "172.30.0.10", 80);
+    s.endpoints = vec![
+        ep("10.0.1.1", 8080, false),
+        ep("10.0.2.1", 8080, false),
+        ep("10.0.3.1", 8080, true),
+    ];
+    state(vec![finish(s)])
 }
