@@ -44,9 +44,7 @@ mod bench {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use kube_proxy_model::{
-        Endpoint, IpFamily, Protocol, ProxyState, ServicePortName, ServicePortState,
-    };
+    use kube_proxy_model::{fixtures, IpFamily, ProxyState};
     use kube_proxy_userspace::{UserspaceConfig, UserspaceProxy};
 
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -217,55 +215,24 @@ mod bench {
     }
 
     fn state(vips: &[SocketAddr], backend: SocketAddr) -> Arc<ProxyState> {
-        let ep = Endpoint {
-            ip: backend.ip(),
-            port: backend.port(),
-            is_local: true,
-            ready: true,
-            serving: true,
-            terminating: false,
-            zone_hints: vec![],
-            node_hints: vec![],
-        };
         let services = vips
             .iter()
             .enumerate()
             .map(|(i, vip)| {
-                let name = ServicePortName {
-                    namespace: "bench".into(),
-                    name: format!("bulk-{i}").into(),
-                    port: "".into(),
-                    protocol: Protocol::Tcp,
-                };
-                let svc = ServicePortState {
-                    name: name.clone(),
-                    family: IpFamily::V4,
-                    cluster_ip: vip.ip(),
-                    port: vip.port(),
-                    protocol: Protocol::Tcp,
-                    node_port: None,
-                    external_ips: vec![],
-                    load_balancer_ips: vec![],
-                    load_balancer_source_ranges: vec![],
-                    external_policy_local: false,
-                    internal_policy_local: false,
-                    health_check_node_port: None,
-                    session_affinity_timeout: None,
-                    endpoints: vec![ep.clone()],
-                    cluster_endpoints: vec![ep.clone()],
-                    local_endpoints: vec![ep.clone()],
-                    all_reachable_endpoints: vec![ep.clone()],
-                    has_any_endpoints: true,
-                };
-                (name, Arc::new(svc))
+                let mut svc = fixtures::svc(
+                    fixtures::name("bench", &format!("bulk-{i}"), ""),
+                    &vip.ip().to_string(),
+                    vip.port(),
+                );
+                svc.endpoints = vec![fixtures::ep(
+                    &backend.ip().to_string(),
+                    backend.port(),
+                    true,
+                )];
+                fixtures::finish(svc)
             })
             .collect();
-        Arc::new(ProxyState {
-            family: IpFamily::V4,
-            node_name: "bench".into(),
-            node_pod_cidrs: vec![],
-            services,
-        })
+        Arc::new(fixtures::state(IpFamily::V4, services))
     }
 
     /// One proxy per proxied path, serving `vips[i]` → `backend` with the configuration of `PROXIED[i]`, on a
