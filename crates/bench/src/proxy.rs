@@ -33,6 +33,23 @@ pub struct ProxyMetrics {
     pub sync_seconds_sum: f64,
     /// `kubeproxy_sync_proxy_rules_duration_seconds_count`.
     pub sync_count: f64,
+    /// `kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_sum`: the part of those syncs spent in the bare
+    /// tool (`iptables-restore`) or the netlink batch.
+    pub kernel_seconds_sum: f64,
+    /// `kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_count`.
+    pub kernel_count: f64,
+}
+
+impl ProxyMetrics {
+    /// The proxy's sync time over its own kernel-loading time, for the syncs between `earlier` and `self`, when
+    /// every one of them loaded something.
+    pub fn sync_over_kernel_since(&self, earlier: &ProxyMetrics) -> Option<f64> {
+        let syncs = self.sync_count - earlier.sync_count;
+        let loads = self.kernel_count - earlier.kernel_count;
+        let kernel = self.kernel_seconds_sum - earlier.kernel_seconds_sum;
+        (syncs > 0.0 && loads == syncs && kernel > 0.0)
+            .then(|| (self.sync_seconds_sum - earlier.sync_seconds_sum) / kernel)
+    }
 }
 
 impl Proxy {
@@ -179,6 +196,12 @@ pub fn parse_metrics(text: &str) -> ProxyMetrics {
             }
             "kubeproxy_sync_proxy_rules_duration_seconds_sum" => m.sync_seconds_sum += value,
             "kubeproxy_sync_proxy_rules_duration_seconds_count" => m.sync_count += value,
+            "kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_sum" => {
+                m.kernel_seconds_sum += value
+            }
+            "kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_count" => {
+                m.kernel_count += value
+            }
             _ => {}
         }
     }
@@ -205,10 +228,24 @@ mod tests {
             kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv6\"} 1800000000.0\n\
             kubeproxy_sync_proxy_rules_duration_seconds_sum{ip_family=\"IPv4\"} 0.25\n\
             kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 2\n\
+            kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_sum{ip_family=\"IPv4\"} 0.2\n\
+            kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_count{ip_family=\"IPv4\"} 2\n\
+            kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_sum{ip_family=\"IPv6\"} 9\n\
             kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.5\",ip_family=\"IPv4\"} 2\n";
         let m = parse_metrics(text);
         assert_eq!(m.last_sync, 1_700_000_000.5);
         assert_eq!(m.sync_seconds_sum, 0.25);
         assert_eq!(m.sync_count, 2.0);
+        assert_eq!((m.kernel_seconds_sum, m.kernel_count), (0.2, 2.0));
+        assert_eq!(
+            m.sync_over_kernel_since(&ProxyMetrics::default()),
+            Some(1.25)
+        );
+        let one_sync_without_load = ProxyMetrics {
+            sync_count: 3.0,
+            sync_seconds_sum: 0.3,
+            ..m
+        };
+        assert_eq!(one_sync_without_load.sync_over_kernel_since(&m), None);
     }
 }

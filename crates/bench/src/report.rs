@@ -56,6 +56,9 @@ pub const FIGURES: &[Figure] = &[
         r.kernel_floor.as_ref().map(|f| f.seconds)
     }),
     ("first sync ÷ kernel floor", |r| r.initial_sync_floor_ratio),
+    ("first sync ÷ its own kernel load, same input", |r| {
+        r.initial_sync_over_kernel
+    }),
     ("one change → programmed, p50 (ms)", |r| r.change_p50_ms),
     ("one change → programmed, p99 (ms)", |r| r.change_p99_ms),
     ("endpoint add/remove → programmed, p50 (ms)", |r| {
@@ -87,6 +90,13 @@ pub const FIGURES: &[Figure] = &[
                 .collect::<Vec<_>>(),
             50.0,
         )
+    }),
+    (
+        "proxy's sync per change ÷ its own kernel load, median",
+        |r| percentile_f64(&sync_over_kernel(r), 50.0),
+    ),
+    ("proxy's sync per change ÷ its own kernel load, max", |r| {
+        percentile_f64(&sync_over_kernel(r), 100.0)
     }),
     ("CPU at initial sync (s)", |r| Some(r.cpu_initial_s)),
     ("CPU whole run (s)", |r| Some(r.cpu_total_s)),
@@ -122,6 +132,14 @@ pub const FIGURES: &[Figure] = &[
         r.dataplane.as_ref().map(|d| d.pod_ip.connect_p99_us)
     }),
 ];
+
+/// Per change: the proxy's syncs over their kernel loads (changes whose syncs all loaded something).
+fn sync_over_kernel(r: &RunResult) -> Vec<f64> {
+    r.changes
+        .iter()
+        .filter_map(|c| c.sync_over_kernel)
+        .collect()
+}
 
 fn kind_percentile(r: &RunResult, kinds: &[ChangeKind], p: f64) -> Option<f64> {
     let v: Vec<f64> = r
@@ -245,6 +263,7 @@ mod tests {
             kernel_floor: None,
             kernel_floor_missing: Some("no render".into()),
             initial_sync_floor_ratio: None,
+            initial_sync_over_kernel: None,
             changes: vec![],
             change_p50_ms: None,
             change_p99_ms: None,

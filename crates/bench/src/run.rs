@@ -29,6 +29,9 @@ pub struct ChangeResult {
     pub latency_ms: f64,
     /// The proxy's own duration of the syncs in between (histogram sum delta / count delta).
     pub proxy_sync_ms: f64,
+    /// Those syncs' time over the time their kernel loads took (`iptables-restore` runs, netlink batches): the
+    /// proxy's sync against the bare tool on the same input. `None` when a sync loaded nothing.
+    pub sync_over_kernel: Option<f64>,
 }
 
 /// Everything one run measured.
@@ -49,6 +52,8 @@ pub struct RunResult {
     pub kernel_floor_missing: Option<String>,
     /// initial_proxy_sync_s / kernel floor.
     pub initial_sync_floor_ratio: Option<f64>,
+    /// The first sync over its own kernel load (the same input, in the proxy's own namespace).
+    pub initial_sync_over_kernel: Option<f64>,
     pub changes: Vec<ChangeResult>,
     pub change_p50_ms: Option<f64>,
     pub change_p99_ms: Option<f64>,
@@ -124,6 +129,7 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     })?;
     let cpu_initial_s = proxy.cpu_seconds()?;
     let initial_proxy_sync_s = metrics.sync_seconds_sum / metrics.sync_count.max(1.0);
+    let initial_sync_over_kernel = metrics.sync_over_kernel_since(&ProxyMetrics::default());
     let initial_sync_s = synced_at - started;
     // The initial sync must not count as "recent" when waiting for a quiet proxy before the first change.
     waiter.prev = metrics;
@@ -137,9 +143,8 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
     };
 
     let mut changes = Vec::with_capacity(cfg.changes);
-    let mut before = metrics;
     for k in 0..cfg.changes {
-        waiter.wait_quiet(&mut proxy)?;
+        let before = waiter.wait_quiet(&mut proxy)?;
         let change = workload.change(k);
         let acted = unix_now();
         for op in &change.ops {
@@ -163,8 +168,8 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
             kind: change.kind,
             latency_ms: (at - acted) * 1e3,
             proxy_sync_ms: (after.sync_seconds_sum - before.sync_seconds_sum) / syncs * 1e3,
+            sync_over_kernel: after.sync_over_kernel_since(&before),
         });
-        before = after;
     }
     let latencies: Vec<f64> = changes.iter().map(|c| c.latency_ms).collect();
     let result = RunResult {
@@ -177,6 +182,7 @@ pub fn run_once(cfg: &BenchConfig) -> Result<RunResult> {
         initial_sync_floor_ratio: kernel_floor
             .as_ref()
             .map(|f| initial_proxy_sync_s / f.seconds),
+        initial_sync_over_kernel,
         kernel_floor,
         kernel_floor_missing,
         change_p50_ms: crate::stats::percentile_f64(&latencies, 50.0),
@@ -224,8 +230,9 @@ struct Waiter<'a> {
 impl Waiter<'_> {
     /// Waits until no sync has ended for 2 × min-sync-period + 3 × the recent sync duration + 200 ms, so that a
     /// change meets an idle rate limiter — a full bucket of upstream's burst of 2 syncs, which a Service and
-    /// its EndpointSlice need back to back — and no trailing sync of the previous change is pending.
-    fn wait_quiet(&mut self, proxy: &mut Proxy) -> Result<()> {
+    /// its EndpointSlice need back to back — and no trailing sync of the previous change is pending. Returns
+    /// the metrics read then.
+    fn wait_quiet(&mut self, proxy: &mut Proxy) -> Result<ProxyMetrics> {
         let deadline = Instant::now() + self.cfg.timeout;
         loop {
             proxy.ensure_running()?;
@@ -238,7 +245,7 @@ impl Waiter<'_> {
                 let quiet =
                     2.0 * self.cfg.min_sync_period.as_secs_f64() + 3.0 * self.recent_sync + 0.2;
                 if unix_now() - m.last_sync >= quiet {
-                    return Ok(());
+                    return Ok(m);
                 }
             }
             if Instant::now() >= deadline {

@@ -52,6 +52,15 @@ fn small_run_measures_every_step_and_removes_its_namespaces() {
     let kinds: Vec<ChangeKind> = r.changes.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, [ChangeKind::EndpointAdd, ChangeKind::EndpointRemove]);
     assert!(r.change_p50_ms.is_some() && r.change_p99_ms.is_some());
+    // Every iptables sync runs iptables-restore, which is part of the sync: the ratio exists and is ≥ 1.
+    for ratio in r
+        .changes
+        .iter()
+        .map(|c| c.sync_over_kernel)
+        .chain([r.initial_sync_over_kernel])
+    {
+        assert!(ratio.is_some_and(|x| x >= 1.0), "{ratio:?} in {r:?}");
+    }
     assert!(r.peak_rss_mib > 0.0, "VmHWM was read");
     let d = r.dataplane.as_ref().expect("the probe ran");
     assert_eq!(

@@ -1,5 +1,6 @@
-//! The applier: decides full vs partial syncs, ensures the jump rules from the built-in chains and the canary
-//! chains, and applies rendered rules through [`IptablesExec`].
+//! The applier: decides full vs partial syncs, adds the canary chains and the jump rules from the built-in
+//! chains that a full sync finds missing ([`crate::base`]), and applies rendered rules through [`IptablesExec`]
+//! in one restore per sync.
 //!
 //! Holds no rendering logic of its own; all kernel access goes through the `IptablesExec` and `Sysctl` seams.
 
@@ -9,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use kube_proxy_model::{IpFamily, ProxyState};
 
+use crate::base::{split_save, BaseAdditions};
 use crate::chains::KUBE_PROXY_CANARY;
 use crate::exec::{chains_in_save, choose_backend, Backend, IptablesExec, RealExec, Table};
-use crate::jumps::{JUMPS, KUBELET_JUMPS};
 use crate::sysctl::{self, ProcSysctl, Sysctl};
 use crate::{render, IptablesError, RenderConfig, RenderScope};
 
@@ -37,6 +38,8 @@ pub struct SyncReport {
     /// `sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"|"external"}`.
     pub no_local_endpoints_internal: usize,
     pub no_local_endpoints_external: usize,
+    /// How long `iptables-restore` ran (spawn to exit): the bare cost of loading this sync's input.
+    pub restore_time: Duration,
 }
 
 /// One family's iptables proxier.
@@ -167,16 +170,21 @@ impl IptablesDataplane {
             },
             _ => RenderScope::Full,
         };
-        if full {
-            self.ensure_base()?;
-        }
         let mut rendered = render(state, &self.cfg, &scope);
-        if full {
-            let existing = self.exec.save(self.family, Table::Nat)?;
-            rendered.delete_stale_chains(chains_in_save(&existing));
-        }
-        self.exec
-            .restore(self.family, &rendered.restore_input(), true)?;
+        // A full sync reads every table once: for stale per-service chains and for the canary chains and
+        // jumps it must (re)create, which join the rules in the same restore.
+        let input = if full {
+            let save = self.exec.save_all(self.family)?;
+            let tables = split_save(&save);
+            let nat = tables.get(&Table::Nat).copied().unwrap_or_default();
+            rendered.delete_stale_chains(chains_in_save(nat));
+            BaseAdditions::missing_from(&tables).restore_input(&rendered)
+        } else {
+            rendered.restore_input()
+        };
+        let started = Instant::now();
+        self.exec.restore(self.family, &input, true)?;
+        let restore_time = started.elapsed();
         Ok(SyncReport {
             kind: if rendered.partial {
                 SyncKind::Partial
@@ -190,49 +198,7 @@ impl IptablesDataplane {
             deleted_chains: rendered.deleted_chains.len(),
             no_local_endpoints_internal: rendered.no_local_endpoints_internal,
             no_local_endpoints_external: rendered.no_local_endpoints_external,
+            restore_time,
         })
-    }
-
-    /// Creates the canary chains (mangle, nat, filter) and our jump rules from the built-in chains when
-    /// missing, in one restore.
-    fn ensure_base(&self) -> Result<(), IptablesError> {
-        let mut input = String::new();
-        for table in [Table::Mangle, Table::Filter, Table::Nat] {
-            let save = self.exec.save(self.family, table)?;
-            let existing: BTreeSet<&str> = chains_in_save(&save).into_iter().collect();
-            let mut declare: Vec<&str> = Vec::new();
-            let mut inserts = Vec::new();
-            if !existing.contains(KUBE_PROXY_CANARY) {
-                declare.push(KUBE_PROXY_CANARY);
-            }
-            for jump in JUMPS
-                .iter()
-                .chain(KUBELET_JUMPS)
-                .filter(|j| j.table == table)
-            {
-                if !existing.contains(jump.dst) && !declare.contains(&jump.dst) {
-                    declare.push(jump.dst);
-                }
-                if !save.lines().any(|l| jump.matches(l)) {
-                    inserts.push(format!("-I {} 1 {}", jump.src, jump.spec()));
-                }
-            }
-            if declare.is_empty() && inserts.is_empty() {
-                continue;
-            }
-            input.push_str(&format!("*{}\n", table.as_str()));
-            for c in declare {
-                input.push_str(&format!(":{c} - [0:0]\n"));
-            }
-            for l in inserts {
-                input.push_str(&l);
-                input.push('\n');
-            }
-            input.push_str("COMMIT\n");
-        }
-        if input.is_empty() {
-            return Ok(());
-        }
-        self.exec.restore(self.family, &input, true)
     }
 }

@@ -81,6 +81,14 @@ pub trait IptablesExec: Send + Sync {
     fn restore(&self, family: IpFamily, input: &str, noflush: bool) -> Result<(), IptablesError>;
     /// `iptables-save -t <table>` output.
     fn save(&self, family: IpFamily, table: Table) -> Result<String, IptablesError>;
+    /// `iptables-save` of every table kube-proxy touches (by default one `save` per table, concatenated).
+    fn save_all(&self, family: IpFamily) -> Result<String, IptablesError> {
+        let mut out = String::new();
+        for table in [Table::Mangle, Table::Filter, Table::Nat] {
+            out.push_str(&self.save(family, table)?);
+        }
+        Ok(out)
+    }
     /// Whether `chain` exists in `table`.
     fn chain_exists(
         &self,
@@ -99,6 +107,25 @@ pub struct RealExec {
 impl RealExec {
     pub fn new(backend: Backend) -> RealExec {
         RealExec { backend }
+    }
+
+    fn run_save(&self, family: IpFamily, args: &[&str]) -> Result<String, IptablesError> {
+        let binary = self.backend.binary(family, "-save");
+        let out = Command::new(&binary)
+            .args(args)
+            .output()
+            .map_err(|source| IptablesError::Spawn {
+                binary: binary.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(IptablesError::Save {
+                binary,
+                status: status_string(out.status),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
@@ -148,22 +175,12 @@ impl IptablesExec for RealExec {
     }
 
     fn save(&self, family: IpFamily, table: Table) -> Result<String, IptablesError> {
-        let binary = self.backend.binary(family, "-save");
-        let out = Command::new(&binary)
-            .args(["-t", table.as_str()])
-            .output()
-            .map_err(|source| IptablesError::Spawn {
-                binary: binary.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(IptablesError::Save {
-                binary,
-                status: status_string(out.status),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.run_save(family, &["-t", table.as_str()])
+    }
+
+    /// One process for every table.
+    fn save_all(&self, family: IpFamily) -> Result<String, IptablesError> {
+        self.run_save(family, &[])
     }
 
     fn chain_exists(

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod applier;
+mod base;
 pub mod chains;
 mod cleanup;
 mod config;

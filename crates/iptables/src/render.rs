@@ -10,6 +10,7 @@ use kube_proxy_model::{IpFamily, ProxyState, ServicePortName, ServicePortState, 
 
 use crate::chains::*;
 use crate::config::{NodePortAddresses, RenderConfig, RenderScope};
+use crate::exec::Table;
 use crate::services::{render_service, Ctx};
 
 /// Upstream's threshold above which comments are dropped from SVC/SEP rules.
@@ -62,6 +63,16 @@ impl RenderedRules {
             self.push_delete(&c);
         }
         self.nat = self.assemble_nat();
+    }
+
+    /// Whether these rules declare (create or flush) `chain` in `table`.
+    pub fn declares(&self, table: Table, chain: &str) -> bool {
+        let line = format!(":{chain} - [0:0]");
+        match table {
+            Table::Filter => self.filter.lines().any(|l| l == line),
+            Table::Nat => self.nat_chain_lines.contains(&line),
+            Table::Mangle | Table::Raw => false,
+        }
     }
 
     fn push_delete(&mut self, chain: &str) {

@@ -115,6 +115,42 @@ fn jump_rules_and_canaries_are_installed_once() {
 }
 
 #[test]
+fn a_full_sync_is_one_restore_that_puts_back_a_deleted_jump() {
+    let exec = Arc::new(FakeExec::default());
+    let mut dp = dataplane(&exec);
+    let s = st(&["10.0.0.1"]);
+    dp.sync(&s, false).unwrap();
+    assert_eq!(
+        exec.restores.lock().unwrap().len(),
+        1,
+        "the first sync creates canaries, jumps and rules in one restore"
+    );
+    let jump = "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES";
+    exec.restore(
+        IpFamily::V4,
+        &format!("*nat\n-D PREROUTING {jump}\nCOMMIT\n"),
+        true,
+    )
+    .unwrap();
+    assert!(exec.snapshot(IpFamily::V4).table(Table::Nat).chains["PREROUTING"].is_empty());
+
+    let before = exec.restores.lock().unwrap().len();
+    assert_eq!(dp.sync(&s, true).unwrap().kind, SyncKind::Full);
+    let restores = exec.restores.lock().unwrap();
+    assert_eq!(restores.len(), before + 1, "one restore per full sync");
+    let input = &restores.last().unwrap().1;
+    assert!(
+        input.contains(&format!("-I PREROUTING 1 {jump}")),
+        "{input}"
+    );
+    assert!(!input.contains("*mangle"), "mangle lacks nothing: {input}");
+    assert_eq!(
+        exec.snapshot(IpFamily::V4).table(Table::Nat).chains["PREROUTING"],
+        vec![jump]
+    );
+}
+
+#[test]
 fn missing_canary_forces_full_sync() {
     let exec = Arc::new(FakeExec::default());
     let mut dp = dataplane(&exec);

@@ -109,6 +109,7 @@ impl Dataplane for IptablesMode {
                 ("filter".into(), report.filter_rules_total as u64),
                 ("nat".into(), report.nat_rules_total as u64),
             ],
+            kernel_time: Some(report.restore_time),
         })
     }
 }
@@ -184,6 +185,7 @@ impl Dataplane for NftablesMode {
                 ("messages".into(), report.messages as u64),
                 ("bytes".into(), report.bytes as u64),
             ],
+            kernel_time: report.kernel_time,
         })
     }
 }
@@ -214,6 +216,7 @@ impl Dataplane for IpvsMode {
         Ok(SyncReport {
             full: true,
             counts: self.ipvs.counts(),
+            kernel_time: None,
         })
     }
 }

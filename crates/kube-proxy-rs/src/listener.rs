@@ -105,6 +105,9 @@ impl SyncListener for Listener {
             SyncKind::Partial
         };
         self.metrics.observe_sync(o.family, kind, o.elapsed);
+        if let Some(kernel) = o.report.kernel_time {
+            self.metrics.observe_kernel_time(o.family, kernel);
+        }
         self.metrics.set_last_sync_now(o.family);
         if let Some(latency) = o.programming_latency {
             self.metrics.observe_network_programming(o.family, latency);

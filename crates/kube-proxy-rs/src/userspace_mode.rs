@@ -254,6 +254,7 @@ impl UserspaceMode {
                 ("listeners".into(), portals.len() as u64),
                 (what.into(), count as u64),
             ],
+            kernel_time: None,
         })
     }
 }

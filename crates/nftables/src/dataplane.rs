@@ -50,6 +50,8 @@ pub struct SyncReport {
     pub bytes: usize,
     /// Service ports with a Local policy and no local endpoint: (internal, external).
     pub no_local_endpoints: (usize, usize),
+    /// From the batch's first send to its last ACK (`None` when nothing was sent).
+    pub kernel_time: Option<Duration>,
 }
 
 /// The nftables dataplane of one family.
@@ -191,6 +193,7 @@ impl<T: NfTransport> NftablesDataplane<T> {
             messages: 0,
             bytes: 0,
             no_local_endpoints: no_local_endpoints(state),
+            kernel_time: None,
         };
         let (batch, sent) = match &incremental {
             Some(tx) => {
@@ -201,16 +204,20 @@ impl<T: NfTransport> NftablesDataplane<T> {
                     return Ok(report);
                 }
                 let batch = encode(tx, self.seq);
+                let started = Instant::now();
                 let sent = self.transport.send_batch(tx, &batch);
+                report.kernel_time = Some(started.elapsed());
                 (batch, sent)
             }
             None => {
                 let full = encode_full(state, &self.cfg, &self.slots, self.seq);
                 (report.ops, report.counts) = (full.ops, full.counts);
                 let (cfg, slots) = (&self.cfg, &self.slots);
+                let started = Instant::now();
                 let sent = self
                     .transport
                     .send_full_batch(&full.batch, &mut || render_full_with(state, cfg, slots));
+                report.kernel_time = Some(started.elapsed());
                 (full.batch, sent)
             }
         };

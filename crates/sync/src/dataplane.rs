@@ -15,6 +15,10 @@ pub struct SyncReport {
     pub full: bool,
     /// Rule or element counts, e.g. `("nat", 1234)`, for metrics and status.
     pub counts: Vec<(String, u64)>,
+    /// How long the kernel-loading step of this sync took, when the mode has one: the lifetime of the
+    /// `iptables-restore` processes, or an nftables batch from its first send to its last ACK. The rest of
+    /// `SyncOutcome::elapsed` is the proxy's own work.
+    pub kernel_time: Option<Duration>,
 }
 
 /// One mode programming one IP family. Implementations may block (they run on a blocking thread).

@@ -62,6 +62,7 @@ impl Dataplane for FakeDataplane {
         Ok(SyncReport {
             full: force_full,
             counts: vec![],
+            kernel_time: None,
         })
     }
 }

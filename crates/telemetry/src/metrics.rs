@@ -1,6 +1,6 @@
 //! [`Metrics`]: kube-proxy's Prometheus metrics with upstream's exposed names, types, labels and buckets
 //! (pkg/proxy/metrics, Kubernetes 1.33+, where most sync metrics carry an `ip_family` label), plus our own
-//! `kubeproxy_rs_*` extras. Covered: sync durations (all/full/partial), last sync and last queued timestamps,
+//! `kubeproxy_rs_*` extras (sync failures by mode, the kernel-loading part of each sync). Covered: sync durations (all/full/partial), last sync and last queued timestamps,
 //! network programming latency, pending/total service and endpoint changes, iptables rule counts and
 //! restore failures, nftables sync/cleanup failures, no-local-endpoints gauges, healthz/livez response counts,
 //! conntrack reconciler duration and deletions, and the iptables nfacct packet counters. Collectors added
@@ -141,6 +141,7 @@ pub struct Metrics {
     conntrack_deleted_entries: Family<FamilyLabels, Counter>,
     nfacct: Arc<nfacct::NfacctPackets>,
     rs_sync_failures: Family<ModeLabels, Counter>,
+    rs_kernel_duration: HistogramFamily,
     added: AddedCollectors,
 }
 
@@ -190,6 +191,7 @@ impl Metrics {
             conntrack_deleted_entries: Family::default(),
             nfacct: Arc::default(),
             rs_sync_failures: Family::default(),
+            rs_kernel_duration: hist(sync_duration_histogram),
             added: AddedCollectors::default(),
             registry: Registry::default(),
         };
@@ -206,6 +208,14 @@ impl Metrics {
             SyncKind::Full => self.sync_full_duration.get_or_create(&l).observe(secs),
             SyncKind::Partial => self.sync_partial_duration.get_or_create(&l).observe(secs),
         }
+    }
+
+    /// Records how long the kernel-loading step of one successful sync took (`iptables-restore`, the nftables
+    /// batch): with the sync's own duration, the proxy's overhead over the bare tool for the same input.
+    pub fn observe_kernel_time(&self, family: IpFamily, duration: Duration) {
+        self.rs_kernel_duration
+            .get_or_create(&fam(family))
+            .observe(duration.as_secs_f64());
     }
 
     /// Sets the last successful sync time of `family` to now.

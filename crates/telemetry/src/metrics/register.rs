@@ -120,4 +120,11 @@ pub(super) fn register_all(r: &mut Registry, m: &Metrics) {
         "kube-proxy-rs only: proxy rule syncs that failed, by IP family and proxy mode",
         m.rs_sync_failures.clone(),
     );
+    r.register(
+        "kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds",
+        "kube-proxy-rs only: the part of each successful sync spent loading rules into the kernel \
+         (iptables-restore from start to exit, an nftables netlink batch from send to its last acknowledgement), \
+         by IP family",
+        m.rs_kernel_duration.clone(),
+    );
 }

@@ -101,6 +101,7 @@ fn exercised() -> Metrics {
     m.inc_healthz(200);
     m.inc_livez(503);
     m.inc_sync_failure(V6, "nftables");
+    m.observe_kernel_time(V4, Duration::from_millis(4));
     m.observe_conntrack_reconcile(V4, Duration::from_millis(20), 4);
     m.set_iptables_nfacct_packets(Some(11), Some(12));
     m
@@ -194,6 +195,8 @@ fn labels_follow_upstream() {
         ("kubeproxy_proxy_healthz_total{code=\"200\"}", 1.0),
         ("kubeproxy_proxy_livez_total{code=\"503\"}", 1.0),
         ("kubeproxy_rs_sync_failures_total{ip_family=\"IPv6\",mode=\"nftables\"}", 1.0),
+        ("kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_count{ip_family=\"IPv4\"}", 1.0),
+        ("kubeproxy_rs_sync_proxy_rules_kernel_duration_seconds_sum{ip_family=\"IPv4\"}", 0.004),
         ("kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv4\"}", 4.0),
         ("kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family=\"IPv4\"}", 1.0),
         ("kubeproxy_iptables_ct_state_invalid_dropped_packets_total", 11.0),

@@ -1,0 +1,164 @@
+//! What a full sync adds outside its own chains: the canary chains and the jumps from the built-in chains (with
+//! the chains they jump to), whichever of them one `iptables-save` of every table shows missing; and how those
+//! lines join the rendered rules so that the whole full sync is one `iptables-restore`.
+//!
+//! Pure: reads save text and rendered rules, returns restore input.
+
+use std::collections::BTreeMap;
+
+use crate::chains::KUBE_PROXY_CANARY;
+use crate::exec::{chains_in_save, Table};
+use crate::jumps::{JUMPS, KUBELET_JUMPS};
+use crate::RenderedRules;
+
+/// The tables of an `iptables-save` listing of every table, each as its own `*table` … `COMMIT` text.
+pub fn split_save(save: &str) -> BTreeMap<Table, &str> {
+    let mut tables = BTreeMap::new();
+    let mut open: Option<(Table, usize)> = None;
+    let mut offset = 0;
+    for line in save.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let text = line.trim_end();
+        if let Some(name) = text.strip_prefix('*') {
+            open = Table::parse(name).map(|t| (t, start));
+        } else if text == "COMMIT" {
+            if let Some((table, from)) = open.take() {
+                tables.insert(table, &save[from..offset]);
+            }
+        }
+    }
+    tables
+}
+
+/// Per table: chains to declare and `-I` lines to add, because the kernel lacks them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BaseAdditions {
+    tables: BTreeMap<Table, (Vec<&'static str>, Vec<String>)>,
+}
+
+impl BaseAdditions {
+    /// What `save` (every table, see [`split_save`]) lacks of the canary chains and the jump rules.
+    pub fn missing_from(save: &BTreeMap<Table, &str>) -> BaseAdditions {
+        let mut tables = BTreeMap::new();
+        for table in [Table::Mangle, Table::Filter, Table::Nat] {
+            let text = save.get(&table).copied().unwrap_or_default();
+            let existing = chains_in_save(text);
+            let mut declare: Vec<&'static str> = Vec::new();
+            let mut inserts = Vec::new();
+            if !existing.contains(&KUBE_PROXY_CANARY) {
+                declare.push(KUBE_PROXY_CANARY);
+            }
+            for jump in JUMPS
+                .iter()
+                .chain(KUBELET_JUMPS)
+                .filter(|j| j.table == table)
+            {
+                if !existing.contains(&jump.dst) && !declare.contains(&jump.dst) {
+                    declare.push(jump.dst);
+                }
+                if !text.lines().any(|l| jump.matches(l)) {
+                    inserts.push(format!("-I {} 1 {}", jump.src, jump.spec()));
+                }
+            }
+            if !declare.is_empty() || !inserts.is_empty() {
+                tables.insert(table, (declare, inserts));
+            }
+        }
+        BaseAdditions { tables }
+    }
+
+    /// Whether nothing is missing.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// One restore input: a mangle block when mangle lacks something, then the rendered filter and nat blocks,
+    /// each with its missing chains declared after the `*table` line (unless the rendered rules declare them
+    /// anyway) and its missing jumps inserted before `COMMIT`, after every chain they jump to exists.
+    pub fn restore_input(&self, rendered: &RenderedRules) -> String {
+        let mut out = String::with_capacity(rendered.filter.len() + rendered.nat.len() + 4096);
+        if let Some((declare, inserts)) = self.tables.get(&Table::Mangle) {
+            out.push_str("*mangle\n");
+            push_lines(&mut out, declare.iter().map(|c| format!(":{c} - [0:0]")));
+            push_lines(&mut out, inserts.iter().cloned());
+            out.push_str("COMMIT\n");
+        }
+        for (table, block) in [
+            (Table::Filter, &rendered.filter),
+            (Table::Nat, &rendered.nat),
+        ] {
+            let Some((declare, inserts)) = self.tables.get(&table) else {
+                out.push_str(block);
+                continue;
+            };
+            let header = format!("*{}\n", table.as_str());
+            let body = block
+                .strip_prefix(&header)
+                .and_then(|b| b.strip_suffix("COMMIT\n"))
+                .expect("a rendered table block is `*table` … `COMMIT`");
+            out.push_str(&header);
+            push_lines(
+                &mut out,
+                declare
+                    .iter()
+                    .filter(|c| !rendered.declares(table, c))
+                    .map(|c| format!(":{c} - [0:0]")),
+            );
+            out.push_str(body);
+            push_lines(&mut out, inserts.iter().cloned());
+            out.push_str("COMMIT\n");
+        }
+        out
+    }
+}
+
+fn push_lines(out: &mut String, lines: impl Iterator<Item = String>) {
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_save_finds_every_table() {
+        let save = "# Generated by iptables-save\n*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n# Completed\n\
+                    *filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j X\nCOMMIT\n*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        let t = split_save(save);
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t[&Table::Mangle],
+            "*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+        );
+        assert_eq!(
+            t[&Table::Filter],
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j X\nCOMMIT\n"
+        );
+        assert_eq!(t[&Table::Nat], "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n");
+    }
+
+    #[test]
+    fn nothing_is_missing_when_the_save_has_every_chain_and_jump() {
+        let empty = BaseAdditions::missing_from(&BTreeMap::new());
+        let mut save = String::new();
+        for (table, (declare, inserts)) in &empty.tables {
+            save.push_str(&format!("*{}\n", table.as_str()));
+            for c in declare {
+                save.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for i in inserts {
+                // `-I CHAIN 1 spec` is listed as `-A CHAIN spec`.
+                let rest = i.strip_prefix("-I ").unwrap().replacen(" 1 ", " ", 1);
+                save.push_str(&format!("-A {rest}\n"));
+            }
+            save.push_str("COMMIT\n");
+        }
+        assert!(!empty.is_empty());
+        assert!(BaseAdditions::missing_from(&split_save(&save)).is_empty());
+    }
+}
