@@ -11,7 +11,7 @@ use kube_proxy_model::{IpFamily, ProxyState, ServicePortName, ServicePortState, 
 use crate::chains::*;
 use crate::config::{NodePortAddresses, RenderConfig, RenderScope};
 use crate::exec::Table;
-use crate::services::{render_service, Ctx};
+use crate::services::{render_service, ChainRules, Ctx};
 
 /// Upstream's threshold above which comments are dropped from SVC/SEP rules.
 pub const LARGE_CLUSTER_ENDPOINTS_THRESHOLD: usize = 1000;
@@ -30,7 +30,8 @@ pub struct RenderedRules {
     /// nat rules kube-proxy owns after this render, counting unchanged chains a partial render skipped
     /// (`sync_proxy_rules_iptables_total{table="nat"}`).
     pub nat_rules_total: usize,
-    /// Every per-service nat chain the state needs (written or not).
+    /// The per-service nat chains of every service whose chains this render writes (every service in a full
+    /// render).
     pub active_nat_chains: BTreeSet<String>,
     /// Per-service chains deleted by this render (`-X`).
     pub deleted_chains: BTreeSet<String>,
@@ -117,7 +118,7 @@ fn service_chains(
         family,
         large_cluster: false,
     };
-    render_service(svc, &ctx).chains
+    render_service(svc, &ctx, true).chains
 }
 
 /// Renders `state` for `cfg`. See [`RenderScope`] for what a partial render rewrites.
@@ -194,18 +195,19 @@ pub fn render(state: &ProxyState, cfg: &RenderConfig, scope: &RenderScope) -> Re
     let mut skipped_nat_rules = 0usize;
     let (mut no_local_int, mut no_local_ext) = (0, 0);
     for (name, svc) in &state.services {
-        let out = render_service(svc, &ctx);
+        let write = rewrite.as_ref().is_none_or(|set| set.contains(name));
+        let out = render_service(svc, &ctx, write);
         filter_rules.extend(out.filter_rules);
         nat_rule_lines.extend(out.top_nat_rules);
         no_local_int += usize::from(out.no_local_internal);
         no_local_ext += usize::from(out.no_local_external);
         active.extend(out.chains);
-        let write = rewrite.as_ref().is_none_or(|set| set.contains(name));
-        if write {
-            nat_chain_lines.extend(out.chain_lines);
-            nat_rule_lines.extend(out.chain_rules);
-        } else {
-            skipped_nat_rules += out.chain_rules.len();
+        match out.chain_rules {
+            ChainRules::Lines(rules) => {
+                nat_chain_lines.extend(out.chain_lines);
+                nat_rule_lines.extend(rules);
+            }
+            ChainRules::Counted(n) => skipped_nat_rules += n,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Rules for one service port: its captures in the top-level chains and its own SVC/SVL/EXT/FW/SEP chains.
 //!
 //! Mirrors the per-service part of upstream's `syncProxyRules` (k8s 1.33–1.35). Pure: writes lines into
-//! a [`ServiceRules`] value and never decides whether they are applied (the caller does, for partial syncs).
+//! a [`ServiceRules`] value. The caller says whether the service's own chains are written or only counted
+//! (a partial sync leaves unchanged services' chains alone, yet upstream's rule-count metric counts them).
 
 use std::collections::BTreeSet;
 
@@ -19,8 +20,33 @@ pub(crate) struct Ctx<'a> {
     pub large_cluster: bool,
 }
 
+/// The rules of a service port's own nat chains: written out, or only counted.
+pub(crate) enum ChainRules {
+    Lines(Vec<String>),
+    Counted(usize),
+}
+
+impl ChainRules {
+    fn writing(&self) -> bool {
+        matches!(self, ChainRules::Lines(_))
+    }
+
+    /// Adds one rule; `rule` is only formatted when rules are written.
+    fn push_with(&mut self, rule: impl FnOnce() -> String) {
+        match self {
+            ChainRules::Lines(v) => v.push(rule()),
+            ChainRules::Counted(n) => *n += 1,
+        }
+    }
+
+    fn count(&mut self, rules: usize) {
+        if let ChainRules::Counted(n) = self {
+            *n += rules;
+        }
+    }
+}
+
 /// The lines one service port contributes.
-#[derive(Default)]
 pub(crate) struct ServiceRules {
     /// Rules in filter (KUBE-SERVICES, KUBE-EXTERNAL-SERVICES, KUBE-NODEPORTS, KUBE-PROXY-FIREWALL).
     pub filter_rules: Vec<String>,
@@ -28,9 +54,9 @@ pub(crate) struct ServiceRules {
     pub top_nat_rules: Vec<String>,
     /// `:CHAIN - [0:0]` lines of the service's own nat chains.
     pub chain_lines: Vec<String>,
-    /// Rules of the service's own nat chains (skipped by partial renders when the service is unchanged).
-    pub chain_rules: Vec<String>,
-    /// Names of the service's own nat chains.
+    /// Rules of the service's own nat chains (only counted by partial renders when the service is unchanged).
+    pub chain_rules: ChainRules,
+    /// Names of the service's own nat chains (when its chains are written).
     pub chains: BTreeSet<String>,
     /// Local policy without local endpoints (internal / external), for upstream's no-local-endpoints gauge.
     pub no_local_internal: bool,
@@ -38,9 +64,27 @@ pub(crate) struct ServiceRules {
 }
 
 impl ServiceRules {
+    fn new(write_chains: bool) -> ServiceRules {
+        ServiceRules {
+            filter_rules: Vec::new(),
+            top_nat_rules: Vec::new(),
+            chain_lines: Vec::new(),
+            chain_rules: if write_chains {
+                ChainRules::Lines(Vec::new())
+            } else {
+                ChainRules::Counted(0)
+            },
+            chains: BTreeSet::new(),
+            no_local_internal: false,
+            no_local_external: false,
+        }
+    }
+
     fn declare(&mut self, chain: &str) {
-        self.chain_lines.push(format!(":{chain} - [0:0]"));
-        self.chains.insert(chain.to_string());
+        if self.chain_rules.writing() {
+            self.chain_lines.push(format!(":{chain} - [0:0]"));
+            self.chains.insert(chain.to_string());
+        }
     }
 }
 
@@ -48,9 +92,13 @@ fn q(s: &str) -> String {
     format!("\"{s}\"")
 }
 
-/// Renders everything one service port needs.
-pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRules {
-    let mut out = ServiceRules::default();
+/// Renders everything one service port needs; its own chains only when `write_chains` (else they are counted).
+pub(crate) fn render_service(
+    svc: &ServicePortState,
+    ctx: &Ctx<'_>,
+    write_chains: bool,
+) -> ServiceRules {
+    let mut out = ServiceRules::new(write_chains);
     let name = &svc.name;
     let name_str = name.to_string();
     let proto = svc.protocol.as_lower();
@@ -164,15 +212,17 @@ pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRu
 
     // Internal traffic: masquerade rules at the top of the internal policy chain.
     if has_internal {
-        let head = format!(
-            "-A {internal_chain} -m comment --comment {cip_comment} -m {proto} -p {proto} -d {cluster_ip} --dport {port}"
-        );
+        let head = || {
+            format!(
+                "-A {internal_chain} -m comment --comment {cip_comment} -m {proto} -p {proto} -d {cluster_ip} --dport {port}"
+            )
+        };
         if ctx.cfg.masquerade_all {
-            out.chain_rules.push(format!("{head} -j {KUBE_MARK_MASQ}"));
-        } else if let Some(not_local) = ctx.cfg.local_detector.if_not_local(ctx.family) {
-            let not_local = not_local.join(" ");
             out.chain_rules
-                .push(format!("{head} {not_local} -j {KUBE_MARK_MASQ}"));
+                .push_with(|| format!("{} -j {KUBE_MARK_MASQ}", head()));
+        } else if let Some(not_local) = ctx.cfg.local_detector.if_not_local(ctx.family) {
+            out.chain_rules
+                .push_with(|| format!("{} {} -j {KUBE_MARK_MASQ}", head(), not_local.join(" ")));
         }
     }
 
@@ -183,29 +233,29 @@ pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRu
             let c = q(&format!(
                 "masquerade traffic for {name_str} external destinations"
             ));
-            out.chain_rules.push(format!(
-                "-A {ext_chain} -m comment --comment {c} -j {KUBE_MARK_MASQ}"
-            ));
+            out.chain_rules.push_with(|| {
+                format!("-A {ext_chain} -m comment --comment {c} -j {KUBE_MARK_MASQ}")
+            });
         } else {
             if let Some(local) = ctx.cfg.local_detector.if_local(ctx.family) {
                 let c = q(&format!("pod traffic for {name_str} external destinations"));
                 let local = local.join(" ");
-                out.chain_rules.push(format!(
-                    "-A {ext_chain} -m comment --comment {c} {local} -j {svc_chain}"
-                ));
+                out.chain_rules.push_with(|| {
+                    format!("-A {ext_chain} -m comment --comment {c} {local} -j {svc_chain}")
+                });
             }
             let c = q(&format!(
                 "masquerade LOCAL traffic for {name_str} external destinations"
             ));
-            out.chain_rules.push(format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}"));
+            out.chain_rules.push_with(|| format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}"));
             let c = q(&format!(
                 "route LOCAL traffic for {name_str} external destinations"
             ));
-            out.chain_rules.push(format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {svc_chain}"));
+            out.chain_rules.push_with(|| format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {svc_chain}"));
         }
         if has_external {
             out.chain_rules
-                .push(format!("-A {ext_chain} -j {external_policy_chain}"));
+                .push_with(|| format!("-A {ext_chain} -j {external_policy_chain}"));
         }
     }
 
@@ -215,25 +265,27 @@ pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRu
         let mut allow_from_node = false;
         for cidr in &svc.load_balancer_source_ranges {
             let cidr = cidr.trunc();
-            out.chain_rules.push(format!(
-                "-A {fw_chain} -m comment --comment {lb_comment} -s {cidr} -j {ext_chain}"
-            ));
+            out.chain_rules.push_with(|| {
+                format!("-A {fw_chain} -m comment --comment {lb_comment} -s {cidr} -j {ext_chain}")
+            });
             if ctx.cfg.node_ips.iter().any(|ip| cidr.contains(ip)) {
                 allow_from_node = true;
             }
         }
         if allow_from_node {
             for lbip in &lb_ips {
-                out.chain_rules.push(format!(
-                    "-A {fw_chain} -m comment --comment {lb_comment} -s {lbip} -j {ext_chain}"
-                ));
+                out.chain_rules.push_with(|| {
+                    format!(
+                        "-A {fw_chain} -m comment --comment {lb_comment} -s {lbip} -j {ext_chain}"
+                    )
+                });
             }
         }
         let c = q(&format!(
             "other traffic to {name_str} will be dropped by KUBE-PROXY-FIREWALL"
         ));
         out.chain_rules
-            .push(format!("-A {fw_chain} -m comment --comment {c}"));
+            .push_with(|| format!("-A {fw_chain} -m comment --comment {c}"));
     }
 
     if uses_cluster_chain {
@@ -245,7 +297,11 @@ pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRu
         write_dispatch(&mut out, svc, ctx, &svl_chain, local_eps);
     }
 
-    // Per-endpoint chains.
+    // Per-endpoint chains: a hairpin and a DNAT rule each.
+    if !out.chain_rules.writing() {
+        out.chain_rules.count(2 * svc.all_reachable_endpoints.len());
+        return out;
+    }
     for ep in &svc.all_reachable_endpoints {
         let sep = chains::sep_chain(name, ep);
         out.declare(&sep);
@@ -256,7 +312,7 @@ pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRu
         let ip = ep.ip.to_string();
         let mut hairpin = head.clone();
         hairpin.extend(["-s", &ip, "-j", KUBE_MARK_MASQ].map(String::from));
-        out.chain_rules.push(hairpin.join(" "));
+        out.chain_rules.push_with(|| hairpin.join(" "));
         let mut dnat = head;
         if svc.session_affinity_timeout.is_some() {
             dnat.extend(["-m", "recent", "--name", &sep, "--set"].map(String::from));
@@ -274,7 +330,7 @@ pub(crate) fn render_service(svc: &ServicePortState, ctx: &Ctx<'_>) -> ServiceRu
             ]
             .map(String::from),
         );
-        out.chain_rules.push(dnat.join(" "));
+        out.chain_rules.push_with(|| dnat.join(" "));
     }
     out
 }
@@ -291,6 +347,12 @@ fn write_dispatch(
     chain: &str,
     eps: &[Endpoint],
 ) {
+    if !out.chain_rules.writing() {
+        // One rule per endpoint, and one more each with ClientIP affinity.
+        let per_endpoint = 1 + usize::from(svc.session_affinity_timeout.is_some());
+        out.chain_rules.count(per_endpoint * eps.len());
+        return;
+    }
     let name_str = svc.name.to_string();
     let comment_args = |ep: &Endpoint| -> Vec<String> {
         if ctx.large_cluster {
@@ -318,7 +380,7 @@ fn write_dispatch(
                 .map(String::from),
             );
             v.extend(["--reap", "-j", &sep].map(String::from));
-            out.chain_rules.push(v.join(" "));
+            out.chain_rules.push_with(|| v.join(" "));
         }
     }
     let n = eps.len();
@@ -331,6 +393,6 @@ fn write_dispatch(
             v.push(probability(n - i));
         }
         v.extend(["-j".to_string(), sep]);
-        out.chain_rules.push(v.join(" "));
+        out.chain_rules.push_with(|| v.join(" "));
     }
 }

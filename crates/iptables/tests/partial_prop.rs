@@ -97,6 +97,18 @@ proptest! {
             let mut fresh = SimIptables::default();
             apply_full(&mut fresh, &w[1], &cfg);
             prop_assert_eq!(&sim, &fresh);
+            // Chains a partial render leaves alone are counted, not written: the totals equal a full render's,
+            // also when nothing changed and every service's chains are only counted.
+            let full = render(&w[1], &cfg, &RenderScope::Full);
+            let unchanged = RenderScope::Partial { changed: BTreeSet::new(), previous: w[1].clone() };
+            for partial in [&r, &render(&w[1], &cfg, &unchanged)] {
+                prop_assert_eq!(partial.nat_rules_total, full.nat_rules_total);
+                prop_assert_eq!(partial.filter_rules, full.filter_rules);
+                prop_assert_eq!(
+                    (partial.no_local_endpoints_internal, partial.no_local_endpoints_external),
+                    (full.no_local_endpoints_internal, full.no_local_endpoints_external)
+                );
+            }
         }
     }
 }
