@@ -107,10 +107,12 @@ pub(crate) fn render_service(
 
     let cluster_eps = &svc.cluster_endpoints;
     let local_eps = &svc.local_endpoints;
-    let svc_chain = chains::svc_chain(name);
-    let svl_chain = chains::svl_chain(name);
-    let ext_chain = chains::ext_chain(name);
-    let fw_chain = chains::fw_chain(name);
+    // The four chain names share one hash (as `chains::svc_chain` etc. compute it).
+    let hash = chains::port_proto_hash(name);
+    let svc_chain = format!("{}{hash}", chains::SVC_PREFIX);
+    let svl_chain = format!("{}{hash}", chains::SVL_PREFIX);
+    let ext_chain = format!("{}{hash}", chains::EXT_PREFIX);
+    let fw_chain = format!("{}{hash}", chains::FW_PREFIX);
 
     let uses_cluster_chain = !cluster_eps.is_empty() && svc.uses_cluster_endpoints();
     let uses_local_chain = !local_eps.is_empty() && svc.uses_local_endpoints();
@@ -302,37 +304,51 @@ pub(crate) fn render_service(
         out.chain_rules.count(2 * svc.all_reachable_endpoints.len());
         return out;
     }
+    let seps = SepNames::of(svc);
+    let comment = if ctx.large_cluster {
+        String::new()
+    } else {
+        format!(" -m comment --comment {name_str}")
+    };
     for ep in &svc.all_reachable_endpoints {
-        let sep = chains::sep_chain(name, ep);
+        let sep = seps.get(svc, ep);
         out.declare(&sep);
-        let mut head = vec!["-A".to_string(), sep.clone()];
-        if !ctx.large_cluster {
-            head.extend(["-m", "comment", "--comment", &name_str].map(String::from));
-        }
-        let ip = ep.ip.to_string();
-        let mut hairpin = head.clone();
-        hairpin.extend(["-s", &ip, "-j", KUBE_MARK_MASQ].map(String::from));
-        out.chain_rules.push_with(|| hairpin.join(" "));
-        let mut dnat = head;
-        if svc.session_affinity_timeout.is_some() {
-            dnat.extend(["-m", "recent", "--name", &sep, "--set"].map(String::from));
-        }
-        dnat.extend(
-            [
-                "-m",
-                proto,
-                "-p",
-                proto,
-                "-j",
-                "DNAT",
-                "--to-destination",
-                &ep.addr_string(),
-            ]
-            .map(String::from),
-        );
-        out.chain_rules.push_with(|| dnat.join(" "));
+        let ip = ep.ip;
+        out.chain_rules
+            .push_with(|| format!("-A {sep}{comment} -s {ip} -j {KUBE_MARK_MASQ}"));
+        let recent = if svc.session_affinity_timeout.is_some() {
+            format!(" -m recent --name {sep} --set")
+        } else {
+            String::new()
+        };
+        let to = ep.addr_string();
+        out.chain_rules.push_with(|| {
+            format!("-A {sep}{comment}{recent} -m {proto} -p {proto} -j DNAT --to-destination {to}")
+        });
     }
     out
+}
+
+/// The `KUBE-SEP-…` names of one service port's endpoints, each hashed once per render.
+struct SepNames(Vec<((std::net::IpAddr, u16), String)>);
+
+impl SepNames {
+    fn of(svc: &ServicePortState) -> SepNames {
+        let mut v: Vec<_> = svc
+            .all_reachable_endpoints
+            .iter()
+            .map(|ep| ((ep.ip, ep.port), chains::sep_chain(&svc.name, ep)))
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        SepNames(v)
+    }
+
+    fn get(&self, svc: &ServicePortState, ep: &Endpoint) -> std::borrow::Cow<'_, str> {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&(ep.ip, ep.port))) {
+            Ok(i) => std::borrow::Cow::Borrowed(&self.0[i].1),
+            Err(_) => std::borrow::Cow::Owned(chains::sep_chain(&svc.name, ep)),
+        }
+    }
 }
 
 /// Upstream's probability string: `1/n` with 10 decimals.
@@ -354,45 +370,39 @@ fn write_dispatch(
         return;
     }
     let name_str = svc.name.to_string();
-    let comment_args = |ep: &Endpoint| -> Vec<String> {
+    let seps = SepNames::of(svc);
+    let comment = |ep: &Endpoint| {
         if ctx.large_cluster {
-            Vec::new()
+            String::new()
         } else {
-            let c = q(&format!("{name_str} -> {}", ep.addr_string()));
-            vec!["-m".into(), "comment".into(), "--comment".into(), c]
+            format!(
+                " -m comment --comment \"{name_str} -> {}\"",
+                ep.addr_string()
+            )
         }
     };
     if let Some(timeout) = svc.session_affinity_timeout {
         for ep in eps {
-            let sep = chains::sep_chain(&svc.name, ep);
-            let mut v = vec!["-A".to_string(), chain.to_string()];
-            v.extend(comment_args(ep));
-            v.extend(
-                [
-                    "-m",
-                    "recent",
-                    "--name",
-                    &sep,
-                    "--rcheck",
-                    "--seconds",
-                    &timeout.to_string(),
-                ]
-                .map(String::from),
-            );
-            v.extend(["--reap", "-j", &sep].map(String::from));
-            out.chain_rules.push_with(|| v.join(" "));
+            let sep = seps.get(svc, ep);
+            let c = comment(ep);
+            out.chain_rules.push_with(|| {
+                format!("-A {chain}{c} -m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
+            });
         }
     }
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
-        let sep = chains::sep_chain(&svc.name, ep);
-        let mut v = vec!["-A".to_string(), chain.to_string()];
-        v.extend(comment_args(ep));
-        if i + 1 < n {
-            v.extend(["-m", "statistic", "--mode", "random", "--probability"].map(String::from));
-            v.push(probability(n - i));
-        }
-        v.extend(["-j".to_string(), sep]);
-        out.chain_rules.push_with(|| v.join(" "));
+        let sep = seps.get(svc, ep);
+        let c = comment(ep);
+        let statistic = if i + 1 < n {
+            format!(
+                " -m statistic --mode random --probability {}",
+                probability(n - i)
+            )
+        } else {
+            String::new()
+        };
+        out.chain_rules
+            .push_with(|| format!("-A {chain}{c}{statistic} -j {sep}"));
     }
 }
