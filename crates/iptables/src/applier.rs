@@ -51,10 +51,16 @@ pub struct IptablesDataplane {
     need_full: bool,
     full_sync_period: Duration,
     last_full: Option<Instant>,
+    canary_check_period: Duration,
+    last_canary_check: Option<Instant>,
 }
 
 /// Upstream's `FullSyncPeriod`: a full resync at least this often even when nothing asks for one.
 pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
+
+/// How often a partial sync first checks that the canary chain still exists: upstream watches it on a timer of
+/// `syncPeriod` (default 30 s), so a flush is repaired within about one period rather than before every sync.
+pub const CANARY_CHECK_PERIOD: Duration = Duration::from_secs(30);
 
 impl IptablesDataplane {
     /// Prepares the host: sets `route_localnet=1` when IPv4 localhost NodePorts are in effect, and skips the
@@ -83,6 +89,8 @@ impl IptablesDataplane {
             need_full: true,
             full_sync_period: FULL_SYNC_PERIOD,
             last_full: None,
+            canary_check_period: CANARY_CHECK_PERIOD,
+            last_canary_check: None,
         })
     }
 
@@ -102,6 +110,12 @@ impl IptablesDataplane {
         self.full_sync_period = period;
     }
 
+    /// Changes how often partial syncs look for the canary chain (default [`CANARY_CHECK_PERIOD`]; zero: before
+    /// every partial sync).
+    pub fn set_canary_check_period(&mut self, period: Duration) {
+        self.canary_check_period = period;
+    }
+
     pub fn family(&self) -> IpFamily {
         self.family
     }
@@ -116,8 +130,8 @@ impl IptablesDataplane {
     }
 
     /// Programs `state`. Full when asked, on the first sync, after any failure, when the canary chain has
-    /// disappeared (someone flushed iptables), or when the last full sync is older than the full-sync period;
-    /// partial otherwise.
+    /// disappeared (someone flushed iptables; looked for at most once per canary-check period), or when the
+    /// last full sync is older than the full-sync period; partial otherwise.
     pub fn sync(
         &mut self,
         state: &Arc<ProxyState>,
@@ -155,13 +169,22 @@ impl IptablesDataplane {
             .last_full
             .is_none_or(|t| t.elapsed() >= self.full_sync_period);
         let mut full = force_full || self.need_full || self.last_applied.is_none() || overdue;
-        if !full
-            && !self
+        let canary_due = self
+            .last_canary_check
+            .is_none_or(|t| t.elapsed() >= self.canary_check_period);
+        if !full && canary_due {
+            self.last_canary_check = Some(Instant::now());
+            if !self
                 .exec
                 .chain_exists(self.family, Table::Mangle, KUBE_PROXY_CANARY)?
-        {
-            tracing::info!(family = ?self.family, "canary chain missing: iptables was flushed, resyncing everything");
-            full = true;
+            {
+                tracing::info!(family = ?self.family, "canary chain missing: iptables was flushed, resyncing everything");
+                full = true;
+            }
+        }
+        if full {
+            // A full sync (re)creates the canary: the next check is one period away.
+            self.last_canary_check = Some(Instant::now());
         }
         let scope = match (&self.last_applied, full) {
             (Some(prev), false) => RenderScope::Partial {

@@ -19,7 +19,7 @@ mod services;
 pub mod sim;
 pub mod sysctl;
 
-pub use applier::{IptablesDataplane, SyncKind, SyncReport, FULL_SYNC_PERIOD};
+pub use applier::{IptablesDataplane, SyncKind, SyncReport, CANARY_CHECK_PERIOD, FULL_SYNC_PERIOD};
 pub use cleanup::{cleanup, cleanup_host};
 pub use config::{LocalDetector, NodePortAddresses, RenderConfig, RenderScope};
 pub use error::IptablesError;

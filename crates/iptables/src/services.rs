@@ -339,7 +339,7 @@ impl SepNames {
             .iter()
             .map(|ep| ((ep.ip, ep.port), chains::sep_chain(&svc.name, ep)))
             .collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.sort_unstable_by_key(|a| a.0);
         SepNames(v)
     }
 

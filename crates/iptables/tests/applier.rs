@@ -151,7 +151,7 @@ fn a_full_sync_is_one_restore_that_puts_back_a_deleted_jump() {
 }
 
 #[test]
-fn missing_canary_forces_full_sync() {
+fn missing_canary_forces_full_sync_once_a_check_is_due() {
     let exec = Arc::new(FakeExec::default());
     let mut dp = dataplane(&exec);
     dp.sync(&st(&["10.0.0.1"]), false).unwrap();
@@ -162,6 +162,10 @@ fn missing_canary_forces_full_sync() {
     assert!(!exec
         .chain_exists(IpFamily::V4, Table::Mangle, chains::KUBE_PROXY_CANARY)
         .unwrap());
+    // The full sync just made the canary: the next look is a canary-check period away (upstream's timer).
+    let r = dp.sync(&st(&["10.0.0.1"]), false).unwrap();
+    assert_eq!(r.kind, SyncKind::Partial);
+    dp.set_canary_check_period(std::time::Duration::ZERO);
     let r = dp.sync(&st(&["10.0.0.1"]), false).unwrap();
     assert_eq!(r.kind, SyncKind::Full);
     assert!(exec

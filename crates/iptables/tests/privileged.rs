@@ -183,6 +183,7 @@ fn run_v4(backend: Backend) {
     );
     let mut dp =
         IptablesDataplane::new(exec.clone(), &MemSysctl::default(), family, cfg(family)).unwrap();
+    dp.set_canary_check_period(std::time::Duration::ZERO);
 
     let s1 = v4_state("10.0.2.5");
     let r = dp.sync(&s1, false).expect("full sync");

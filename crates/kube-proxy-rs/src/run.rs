@@ -244,8 +244,10 @@ async fn run(loaded: Loaded, sync_once: bool) -> anyhow::Result<()> {
                 service_cidrs: service_cidrs.clone(),
             }));
         } else {
-            let iptables = IptablesDataplane::new(exec.clone(), &ProcSysctl, *family, rcfg)
+            let mut iptables = IptablesDataplane::new(exec.clone(), &ProcSysctl, *family, rcfg)
                 .with_context(|| format!("preparing the {family:?} iptables proxier"))?;
+            // Upstream watches its canary every syncPeriod.
+            iptables.set_canary_check_period(cfg.sync_period);
             dataplanes.push(Box::new(IptablesMode {
                 iptables,
                 conntrack: reconciler,
