@@ -178,6 +178,8 @@ pub fn render(state: &ProxyState, cfg: &RenderConfig, scope: &RenderScope) -> Re
         "-A {KUBE_POSTROUTING} -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{random_fully}"
     ));
     nat_rule_lines.push(format!("-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}"));
+    // Rules written to nat (`-A` lines; the `-X` of deleted chains do not count).
+    let mut nat_rules_written = nat_rule_lines.len();
 
     if localhost_np {
         filter_chains.push(format!(":{KUBE_FIREWALL} - [0:0]"));
@@ -198,14 +200,19 @@ pub fn render(state: &ProxyState, cfg: &RenderConfig, scope: &RenderScope) -> Re
         let write = rewrite.as_ref().is_none_or(|set| set.contains(name));
         let out = render_service(svc, &ctx, write);
         filter_rules.extend(out.filter_rules);
+        nat_rules_written += out.top_nat_rules.len();
         nat_rule_lines.extend(out.top_nat_rules);
         no_local_int += usize::from(out.no_local_internal);
         no_local_ext += usize::from(out.no_local_external);
         active.extend(out.chains);
         match out.chain_rules {
-            ChainRules::Lines(rules) => {
+            ChainRules::Lines { mut text, rules } => {
                 nat_chain_lines.extend(out.chain_lines);
-                nat_rule_lines.extend(rules);
+                if text.pop().is_some() {
+                    // One element holding every rule of the service's chains, newline-separated.
+                    nat_rule_lines.push(text);
+                }
+                nat_rules_written += rules;
             }
             ChainRules::Counted(n) => skipped_nat_rules += n,
         }
@@ -274,12 +281,7 @@ pub fn render(state: &ProxyState, cfg: &RenderConfig, scope: &RenderScope) -> Re
     filter.push_str("COMMIT\n");
     rendered.filter = filter;
     rendered.filter_rules = filter_rules.len();
-    let written_nat = rendered
-        .nat_rule_lines
-        .iter()
-        .chain(&rendered.nat_tail)
-        .filter(|l| l.starts_with("-A "))
-        .count();
+    let written_nat = nat_rules_written + rendered.nat_tail.len();
     rendered.nat_rules = written_nat;
     rendered.nat_rules_total = written_nat + skipped_nat_rules;
     rendered.nat = rendered.assemble_nat();

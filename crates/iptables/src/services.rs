@@ -5,6 +5,7 @@
 //! (a partial sync leaves unchanged services' chains alone, yet upstream's rule-count metric counts them).
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use kube_proxy_model::{Endpoint, IpFamily, ServicePortState};
 
@@ -20,21 +21,25 @@ pub(crate) struct Ctx<'a> {
     pub large_cluster: bool,
 }
 
-/// The rules of a service port's own nat chains: written out, or only counted.
+/// The rules of a service port's own nat chains: written out (one line each, in one buffer), or only counted.
 pub(crate) enum ChainRules {
-    Lines(Vec<String>),
+    Lines { text: String, rules: usize },
     Counted(usize),
 }
 
 impl ChainRules {
     fn writing(&self) -> bool {
-        matches!(self, ChainRules::Lines(_))
+        matches!(self, ChainRules::Lines { .. })
     }
 
-    /// Adds one rule; `rule` is only formatted when rules are written.
-    fn push_with(&mut self, rule: impl FnOnce() -> String) {
+    /// Adds one rule; `rule` writes it (without the newline) only when rules are written.
+    fn push_with(&mut self, rule: impl FnOnce(&mut String) -> std::fmt::Result) {
         match self {
-            ChainRules::Lines(v) => v.push(rule()),
+            ChainRules::Lines { text, rules } => {
+                rule(text).expect("writing to a String cannot fail");
+                text.push('\n');
+                *rules += 1;
+            }
             ChainRules::Counted(n) => *n += 1,
         }
     }
@@ -70,7 +75,10 @@ impl ServiceRules {
             top_nat_rules: Vec::new(),
             chain_lines: Vec::new(),
             chain_rules: if write_chains {
-                ChainRules::Lines(Vec::new())
+                ChainRules::Lines {
+                    text: String::new(),
+                    rules: 0,
+                }
             } else {
                 ChainRules::Counted(0)
             },
@@ -221,10 +229,10 @@ pub(crate) fn render_service(
         };
         if ctx.cfg.masquerade_all {
             out.chain_rules
-                .push_with(|| format!("{} -j {KUBE_MARK_MASQ}", head()));
+                .push_with(|w| write!(w, "{} -j {KUBE_MARK_MASQ}", head()));
         } else if let Some(not_local) = ctx.cfg.local_detector.if_not_local(ctx.family) {
             out.chain_rules
-                .push_with(|| format!("{} {} -j {KUBE_MARK_MASQ}", head(), not_local.join(" ")));
+                .push_with(|w| write!(w, "{} {} -j {KUBE_MARK_MASQ}", head(), not_local.join(" ")));
         }
     }
 
@@ -235,29 +243,35 @@ pub(crate) fn render_service(
             let c = q(&format!(
                 "masquerade traffic for {name_str} external destinations"
             ));
-            out.chain_rules.push_with(|| {
-                format!("-A {ext_chain} -m comment --comment {c} -j {KUBE_MARK_MASQ}")
+            out.chain_rules.push_with(|w| {
+                write!(
+                    w,
+                    "-A {ext_chain} -m comment --comment {c} -j {KUBE_MARK_MASQ}"
+                )
             });
         } else {
             if let Some(local) = ctx.cfg.local_detector.if_local(ctx.family) {
                 let c = q(&format!("pod traffic for {name_str} external destinations"));
                 let local = local.join(" ");
-                out.chain_rules.push_with(|| {
-                    format!("-A {ext_chain} -m comment --comment {c} {local} -j {svc_chain}")
+                out.chain_rules.push_with(|w| {
+                    write!(
+                        w,
+                        "-A {ext_chain} -m comment --comment {c} {local} -j {svc_chain}"
+                    )
                 });
             }
             let c = q(&format!(
                 "masquerade LOCAL traffic for {name_str} external destinations"
             ));
-            out.chain_rules.push_with(|| format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}"));
+            out.chain_rules.push_with(|w| write!(w, "-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}"));
             let c = q(&format!(
                 "route LOCAL traffic for {name_str} external destinations"
             ));
-            out.chain_rules.push_with(|| format!("-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {svc_chain}"));
+            out.chain_rules.push_with(|w| write!(w, "-A {ext_chain} -m comment --comment {c} -m addrtype --src-type LOCAL -j {svc_chain}"));
         }
         if has_external {
             out.chain_rules
-                .push_with(|| format!("-A {ext_chain} -j {external_policy_chain}"));
+                .push_with(|w| write!(w, "-A {ext_chain} -j {external_policy_chain}"));
         }
     }
 
@@ -267,8 +281,11 @@ pub(crate) fn render_service(
         let mut allow_from_node = false;
         for cidr in &svc.load_balancer_source_ranges {
             let cidr = cidr.trunc();
-            out.chain_rules.push_with(|| {
-                format!("-A {fw_chain} -m comment --comment {lb_comment} -s {cidr} -j {ext_chain}")
+            out.chain_rules.push_with(|w| {
+                write!(
+                    w,
+                    "-A {fw_chain} -m comment --comment {lb_comment} -s {cidr} -j {ext_chain}"
+                )
             });
             if ctx.cfg.node_ips.iter().any(|ip| cidr.contains(ip)) {
                 allow_from_node = true;
@@ -276,8 +293,9 @@ pub(crate) fn render_service(
         }
         if allow_from_node {
             for lbip in &lb_ips {
-                out.chain_rules.push_with(|| {
-                    format!(
+                out.chain_rules.push_with(|w| {
+                    write!(
+                        w,
                         "-A {fw_chain} -m comment --comment {lb_comment} -s {lbip} -j {ext_chain}"
                     )
                 });
@@ -287,7 +305,7 @@ pub(crate) fn render_service(
             "other traffic to {name_str} will be dropped by KUBE-PROXY-FIREWALL"
         ));
         out.chain_rules
-            .push_with(|| format!("-A {fw_chain} -m comment --comment {c}"));
+            .push_with(|w| write!(w, "-A {fw_chain} -m comment --comment {c}"));
     }
 
     if uses_cluster_chain {
@@ -315,15 +333,18 @@ pub(crate) fn render_service(
         out.declare(&sep);
         let ip = ep.ip;
         out.chain_rules
-            .push_with(|| format!("-A {sep}{comment} -s {ip} -j {KUBE_MARK_MASQ}"));
+            .push_with(|w| write!(w, "-A {sep}{comment} -s {ip} -j {KUBE_MARK_MASQ}"));
         let recent = if svc.session_affinity_timeout.is_some() {
             format!(" -m recent --name {sep} --set")
         } else {
             String::new()
         };
         let to = ep.addr_string();
-        out.chain_rules.push_with(|| {
-            format!("-A {sep}{comment}{recent} -m {proto} -p {proto} -j DNAT --to-destination {to}")
+        out.chain_rules.push_with(|w| {
+            write!(
+                w,
+                "-A {sep}{comment}{recent} -m {proto} -p {proto} -j DNAT --to-destination {to}"
+            )
         });
     }
     out
@@ -385,8 +406,8 @@ fn write_dispatch(
         for ep in eps {
             let sep = seps.get(svc, ep);
             let c = comment(ep);
-            out.chain_rules.push_with(|| {
-                format!("-A {chain}{c} -m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
+            out.chain_rules.push_with(|w| {
+                write!(w, "-A {chain}{c} -m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
             });
         }
     }
@@ -403,6 +424,6 @@ fn write_dispatch(
             String::new()
         };
         out.chain_rules
-            .push_with(|| format!("-A {chain}{c}{statistic} -j {sep}"));
+            .push_with(|w| write!(w, "-A {chain}{c}{statistic} -j {sep}"));
     }
 }
