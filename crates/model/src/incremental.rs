@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::endpoints::{address_type, merge_slices, slice_rejector, LABEL_SERVICE_NAME};
 use crate::objects::{ObjectDelta, ObjectKey};
 use crate::parse::parse_cidr_sloppy;
 use crate::service::{service_ports, Rejector};
+use crate::slice::CompactSlice;
 use crate::state::{
     IpFamily, ProxyState, Rejection, RejectionKind, ServicePortName, ServicePortState,
 };
@@ -46,7 +46,7 @@ pub struct IncrementalBuilder {
     node_rejections: Vec<Rejection>,
     services: HashMap<ObjectKey, Arc<Service>>,
     /// This family's labelled slices: slice key → (owning Service key, slice).
-    slices: HashMap<ObjectKey, (ObjectKey, Arc<EndpointSlice>)>,
+    slices: HashMap<ObjectKey, (ObjectKey, Arc<CompactSlice>)>,
     /// Slice keys per Service key, in slice-name order (the order slices are merged in).
     slices_of: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Slices of this family without a service-name label.
@@ -194,18 +194,13 @@ impl IncrementalBuilder {
     fn add_slice(
         &mut self,
         key: &ObjectKey,
-        slice: &Arc<EndpointSlice>,
+        slice: &Arc<CompactSlice>,
         dirty: &mut BTreeSet<ObjectKey>,
     ) {
         if slice.address_type != address_type(self.family) {
             return;
         }
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_SERVICE_NAME))
-            .filter(|s| !s.is_empty());
+        let service = slice.service_name.as_ref().filter(|s| !s.is_empty());
         let Some(service) = service else {
             let mut out = Vec::new();
             slice_rejector(slice, &mut out).reject(RejectionKind::Other(format!(
@@ -247,7 +242,7 @@ impl IncrementalBuilder {
                 rejections,
             };
         }
-        let slices: Vec<&Arc<EndpointSlice>> = self
+        let slices: Vec<&Arc<CompactSlice>> = self
             .slices_of
             .get(key)
             .into_iter()

@@ -101,6 +101,13 @@ impl fmt::Display for ServicePortName {
     }
 }
 
+/// An endpoint's topology hints (`hints.forZones`, `hints.forNodes`): names sorted and deduplicated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct EndpointHints {
+    pub zones: Vec<String>,
+    pub nodes: Vec<String>,
+}
+
 /// One backend of a service port, as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Endpoint {
