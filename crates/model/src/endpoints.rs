@@ -68,7 +68,6 @@ fn read_endpoint(
             }
         },
     };
-    let hints = ep.hints.as_deref();
     Some(Endpoint {
         ip,
         port: 0,
@@ -76,8 +75,7 @@ fn read_endpoint(
         ready: ep.ready,
         serving: ep.serving,
         terminating: ep.terminating,
-        zone_hints: hints.map(|h| h.zones.clone()).unwrap_or_default(),
-        node_hints: hints.map(|h| h.nodes.clone()).unwrap_or_default(),
+        hints: ep.hints.clone(),
     })
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 
+use crate::endpoint_list::EndpointList;
 use crate::endpoints::{address_type, merge_slices, slice_rejector, LABEL_SERVICE_NAME};
 use crate::objects::{ObjectDelta, ObjectKey};
 use crate::parse::parse_cidr_sloppy;
@@ -287,9 +288,23 @@ fn fill_categories(port: &mut ServicePortState, topo: NodeTopology<'_>) {
         port.uses_local_endpoints(),
         topo,
     );
-    port.cluster_endpoints = cat.cluster;
-    port.local_endpoints = cat.local;
-    port.all_reachable_endpoints = cat.all_reachable;
+    // The views are usually equal (all-reachable is the cluster list unless topology or local terminating
+    // endpoints split them): equal views share one list.
+    let cluster = EndpointList::from(cat.cluster);
+    let local = if cluster == cat.local {
+        cluster.clone()
+    } else {
+        EndpointList::from(cat.local)
+    };
+    port.all_reachable_endpoints = if cluster == cat.all_reachable {
+        cluster.clone()
+    } else if local == cat.all_reachable {
+        local.clone()
+    } else {
+        EndpointList::from(cat.all_reachable)
+    };
+    port.cluster_endpoints = cluster;
+    port.local_endpoints = local;
     port.has_any_endpoints = cat.has_any;
 }
 

@@ -8,6 +8,7 @@
 
 mod build;
 mod diff;
+mod endpoint_list;
 mod endpoints;
 pub mod fixtures;
 mod incremental;
@@ -21,6 +22,7 @@ mod topology;
 
 pub use build::{build_state, BuildOutput, NodeContext};
 pub use diff::StateDiff;
+pub use endpoint_list::EndpointList;
 pub use endpoints::LABEL_SERVICE_NAME;
 pub use incremental::{BuildStep, IncrementalBuilder};
 pub use objects::{service_cidr_ranges, ClusterObjects, ObjectDelta, ObjectKey};

@@ -121,18 +121,13 @@ impl NameInterner {
     }
 }
 
-fn sorted(names: impl Iterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = names.collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
 fn compact_endpoint(ep: &ApiEndpoint, names: &mut NameInterner) -> SliceEndpoint {
     let cond = ep.conditions.as_ref();
-    let hints = ep.hints.as_ref().map(|h| EndpointHints {
-        zones: sorted(h.for_zones.iter().flatten().map(|z| z.name.clone())),
-        nodes: sorted(h.for_nodes.iter().flatten().map(|n| n.name.clone())),
+    let hints = ep.hints.as_ref().and_then(|h| {
+        EndpointHints::shared(
+            h.for_zones.iter().flatten().map(|z| z.name.clone()),
+            h.for_nodes.iter().flatten().map(|n| n.name.clone()),
+        )
     });
     SliceEndpoint {
         address: ep
@@ -143,9 +138,7 @@ fn compact_endpoint(ep: &ApiEndpoint, names: &mut NameInterner) -> SliceEndpoint
         ready: cond.and_then(|c| c.ready).unwrap_or(true),
         serving: cond.and_then(|c| c.serving).unwrap_or(true),
         terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
-        hints: hints
-            .filter(|h| !h.zones.is_empty() || !h.nodes.is_empty())
-            .map(Arc::new),
+        hints,
     }
 }
 
