@@ -1,4 +1,4 @@
-//! The objects served to the proxy: the synthetic cluster of `kube_proxy_model::synthetic_cluster`, a Node, and
+//! The objects served to the proxy: the synthetic cluster of `kube_proxy_model::synthetic_api_objects`, a Node, and
 //! one probe Service whose only endpoint is the real backend pod; plus the sequence of single changes (endpoint
 //! add/remove, Service add/delete) with the kernel state each one must produce.
 
@@ -129,7 +129,7 @@ fn to_value<T: serde::Serialize>(obj: &T) -> Result<Value> {
 impl Workload {
     /// N Services × M endpoints (plus the probe Service, which changes never touch).
     pub fn new(services: usize, endpoints: usize) -> Workload {
-        let objs = kube_proxy_model::synthetic_cluster(services, endpoints, NODE);
+        let objs = kube_proxy_model::synthetic_api_objects(services, endpoints, NODE);
         let mut map = BTreeMap::new();
         for ((_, name), svc) in &objs.services {
             let ip = svc
@@ -156,7 +156,8 @@ impl Workload {
 
     /// Every object to load before the proxy starts: the Node, N Services with their slices, the probe.
     pub fn initial_objects(&self) -> Result<Vec<Value>> {
-        let objs = kube_proxy_model::synthetic_cluster(self.services.len(), self.endpoints, NODE);
+        let objs =
+            kube_proxy_model::synthetic_api_objects(self.services.len(), self.endpoints, NODE);
         let mut out = vec![node_json()];
         for svc in objs.services.values() {
             out.push(to_value(svc.as_ref())?);

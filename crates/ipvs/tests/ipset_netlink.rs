@@ -209,8 +209,8 @@ fn a_second_sync_sends_only_the_difference() {
         .clone();
     let mut web = (*st.services[&key]).clone();
     web.endpoints[0].ip = ip("10.244.1.50");
-    web.cluster_endpoints = web.endpoints.clone();
-    web.local_endpoints = vec![web.endpoints[0].clone()];
+    web.cluster_endpoints = web.endpoints.clone().into();
+    web.local_endpoints = vec![web.endpoints[0].clone()].into();
     st.services.insert(key, std::sync::Arc::new(web));
     let second = render(&st, &c);
 

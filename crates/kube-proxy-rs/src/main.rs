@@ -1,11 +1,13 @@
 //! The `kube-proxy-rs` binary: parse configuration, wire sources, runner, dataplane and servers.
 //!
 //! Thin on purpose: every decision lives in a library crate; this file only dispatches.
-#![forbid(unsafe_code)]
+// Denied, not forbidden: malloc_tuning makes one commented FFI call.
+#![deny(unsafe_code)]
 
 mod dataplanes;
 mod demo;
 mod listener;
+mod malloc_tuning;
 mod node_addresses;
 mod render;
 mod run;
@@ -46,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    malloc_tuning::apply();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

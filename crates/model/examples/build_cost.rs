@@ -34,9 +34,8 @@ fn main() {
             .unwrap()
             .clone();
         let mut slice = (*objects.endpoint_slices[&key]).clone();
-        if let Some(ep) = slice.endpoints.as_mut().and_then(|e| e.first_mut()) {
-            let c = ep.conditions.get_or_insert_with(Default::default);
-            c.ready = Some(!c.ready.unwrap_or(true));
+        if let Some(ep) = slice.endpoints.first_mut() {
+            ep.ready = !ep.ready;
         }
         let delta = ObjectDelta {
             endpoint_slices: vec![(key, Some(Arc::new(slice)))],

@@ -8,10 +8,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointSlice};
-
 use crate::parse::parse_ip_sloppy;
 use crate::service::Rejector;
+use crate::slice::{CompactSlice, SliceAddress, SliceEndpoint};
 use crate::state::{Endpoint, IpFamily, Protocol, Rejection, RejectionKind};
 
 /// Label naming the Service a slice belongs to.
@@ -26,13 +25,13 @@ pub(crate) fn address_type(family: IpFamily) -> &'static str {
 }
 
 pub(crate) fn slice_rejector<'r>(
-    slice: &'r EndpointSlice,
+    slice: &'r CompactSlice,
     out: &'r mut Vec<Rejection>,
 ) -> Rejector<'r> {
     Rejector {
         kind: "EndpointSlice",
-        namespace: slice.metadata.namespace.as_deref().unwrap_or_default(),
-        name: slice.metadata.name.as_deref().unwrap_or_default(),
+        namespace: slice.namespace.as_deref().unwrap_or_default(),
+        name: slice.name.as_deref().unwrap_or_default(),
         out,
     }
 }
@@ -44,54 +43,39 @@ pub(crate) struct PortEndpoints {
     pub endpoints: Vec<Endpoint>,
 }
 
-fn sorted_hints<'h>(names: impl Iterator<Item = &'h String>) -> Vec<String> {
-    let mut v: Vec<String> = names.cloned().collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
 /// An endpoint of a slice, validated once and shared by all of the slice's ports.
 fn read_endpoint(
-    ep: &ApiEndpoint,
+    ep: &SliceEndpoint,
     family: IpFamily,
     node_name: &str,
     rej: &mut Rejector<'_>,
 ) -> Option<Endpoint> {
-    let Some(raw) = ep.addresses.first() else {
-        rej.reject(RejectionKind::InvalidEndpointAddress(String::new()));
-        return None;
-    };
-    let ip = match parse_ip_sloppy(raw) {
-        Some(ip) if family.contains(&ip) => ip,
-        _ => {
-            rej.reject(RejectionKind::InvalidEndpointAddress(raw.clone()));
+    let ip = match &ep.address {
+        SliceAddress::Missing => {
+            rej.reject(RejectionKind::InvalidEndpointAddress(String::new()));
             return None;
         }
+        SliceAddress::Ip(ip) if family.contains(ip) => *ip,
+        SliceAddress::Ip(ip) => {
+            rej.reject(RejectionKind::InvalidEndpointAddress(ip.to_string()));
+            return None;
+        }
+        SliceAddress::Text(raw) => match parse_ip_sloppy(raw) {
+            Some(ip) if family.contains(&ip) => ip,
+            _ => {
+                rej.reject(RejectionKind::InvalidEndpointAddress(raw.to_string()));
+                return None;
+            }
+        },
     };
-    let cond = ep.conditions.as_ref();
-    let hints = ep.hints.as_ref();
     Some(Endpoint {
         ip,
         port: 0,
         is_local: !node_name.is_empty() && ep.node_name.as_deref() == Some(node_name),
-        ready: cond.and_then(|c| c.ready).unwrap_or(true),
-        serving: cond.and_then(|c| c.serving).unwrap_or(true),
-        terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
-        zone_hints: sorted_hints(
-            hints
-                .and_then(|h| h.for_zones.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|z| &z.name),
-        ),
-        node_hints: sorted_hints(
-            hints
-                .and_then(|h| h.for_nodes.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|n| &n.name),
-        ),
+        ready: ep.ready,
+        serving: ep.serving,
+        terminating: ep.terminating,
+        hints: ep.hints.clone(),
     })
 }
 
@@ -104,7 +88,7 @@ struct Arrivals {
 
 /// Merges the Service's slices into endpoint lists per `(port name, protocol)`.
 pub(crate) fn merge_slices(
-    slices: &[&Arc<EndpointSlice>],
+    slices: &[&Arc<CompactSlice>],
     family: IpFamily,
     node_name: &str,
     rejections: &mut Vec<Rejection>,
@@ -117,10 +101,9 @@ pub(crate) fn merge_slices(
         let endpoints: Vec<Endpoint> = slice
             .endpoints
             .iter()
-            .flatten()
             .filter_map(|ep| read_endpoint(ep, family, node_name, &mut rej))
             .collect();
-        for port in slice.ports.iter().flatten() {
+        for port in &slice.ports {
             let Some(name) = port.name.as_ref() else {
                 rej.reject(RejectionKind::Other(
                     "port without a name (use \"\" for an unnamed port)".into(),

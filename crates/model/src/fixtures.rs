@@ -29,8 +29,7 @@ pub fn ep(addr: &str, port: u16, local: bool) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
-        zone_hints: vec![],
-        node_hints: vec![],
+        hints: None,
     }
 }
 
@@ -52,9 +51,9 @@ pub fn svc(n: ServicePortName, cluster_ip: &str, port: u16) -> ServicePortState 
         health_check_node_port: None,
         session_affinity_timeout: None,
         endpoints: vec![],
-        cluster_endpoints: vec![],
-        local_endpoints: vec![],
-        all_reachable_endpoints: vec![],
+        cluster_endpoints: Default::default(),
+        local_endpoints: Default::default(),
+        all_reachable_endpoints: Default::default(),
         has_any_endpoints: false,
     }
 }
@@ -65,14 +64,14 @@ pub fn finish(mut s: ServicePortState) -> ServicePortState {
     s.endpoints.sort();
     let ready: Vec<Endpoint> = s.endpoints.iter().filter(|e| e.ready).cloned().collect();
     s.cluster_endpoints = if s.uses_cluster_endpoints() {
-        ready.clone()
+        ready.clone().into()
     } else {
-        vec![]
+        Default::default()
     };
     s.local_endpoints = if s.uses_local_endpoints() {
         ready.iter().filter(|e| e.is_local).cloned().collect()
     } else {
-        vec![]
+        Default::default()
     };
     let mut all: Vec<Endpoint> = s
         .cluster_endpoints
@@ -82,7 +81,7 @@ pub fn finish(mut s: ServicePortState) -> ServicePortState {
         .collect();
     all.sort();
     all.dedup();
-    s.all_reachable_endpoints = all;
+    s.all_reachable_endpoints = all.into();
     s.has_any_endpoints = !ready.is_empty();
     s
 }

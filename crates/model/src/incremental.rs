@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::endpoint_list::EndpointList;
 use crate::endpoints::{address_type, merge_slices, slice_rejector, LABEL_SERVICE_NAME};
 use crate::objects::{ObjectDelta, ObjectKey};
 use crate::parse::parse_cidr_sloppy;
 use crate::service::{service_ports, Rejector};
+use crate::slice::CompactSlice;
 use crate::state::{
     IpFamily, ProxyState, Rejection, RejectionKind, ServicePortName, ServicePortState,
 };
@@ -46,9 +47,10 @@ pub struct IncrementalBuilder {
     node_rejections: Vec<Rejection>,
     services: HashMap<ObjectKey, Arc<Service>>,
     /// This family's labelled slices: slice key → (owning Service key, slice).
-    slices: HashMap<ObjectKey, (ObjectKey, Arc<EndpointSlice>)>,
-    /// Slice keys per Service key, in slice-name order (the order slices are merged in).
-    slices_of: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices: HashMap<ObjectKey, (ObjectKey, Arc<CompactSlice>)>,
+    /// Slice keys per Service key, sorted: slice-name order, the order slices are merged in. (A sorted `Vec`:
+    /// a Service has one or two slices, and a one-key `BTreeSet` costs a ~540-byte node.)
+    slices_of: HashMap<ObjectKey, Vec<ObjectKey>>,
     /// Slices of this family without a service-name label.
     unlabelled: BTreeMap<ObjectKey, Rejection>,
     built: HashMap<ObjectKey, Built>,
@@ -182,7 +184,9 @@ impl IncrementalBuilder {
         self.unlabelled.remove(key);
         if let Some((owner, _)) = self.slices.remove(key) {
             if let Some(keys) = self.slices_of.get_mut(&owner) {
-                keys.remove(key);
+                if let Ok(i) = keys.binary_search(key) {
+                    keys.remove(i);
+                }
                 if keys.is_empty() {
                     self.slices_of.remove(&owner);
                 }
@@ -194,18 +198,13 @@ impl IncrementalBuilder {
     fn add_slice(
         &mut self,
         key: &ObjectKey,
-        slice: &Arc<EndpointSlice>,
+        slice: &Arc<CompactSlice>,
         dirty: &mut BTreeSet<ObjectKey>,
     ) {
         if slice.address_type != address_type(self.family) {
             return;
         }
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_SERVICE_NAME))
-            .filter(|s| !s.is_empty());
+        let service = slice.service_name.as_ref().filter(|s| !s.is_empty());
         let Some(service) = service else {
             let mut out = Vec::new();
             slice_rejector(slice, &mut out).reject(RejectionKind::Other(format!(
@@ -216,10 +215,10 @@ impl IncrementalBuilder {
             return;
         };
         let owner = (key.0.clone(), service.clone());
-        self.slices_of
-            .entry(owner.clone())
-            .or_default()
-            .insert(key.clone());
+        let keys = self.slices_of.entry(owner.clone()).or_default();
+        if let Err(i) = keys.binary_search(key) {
+            keys.insert(i, key.clone());
+        }
         self.slices
             .insert(key.clone(), (owner.clone(), Arc::clone(slice)));
         dirty.insert(owner);
@@ -247,7 +246,7 @@ impl IncrementalBuilder {
                 rejections,
             };
         }
-        let slices: Vec<&Arc<EndpointSlice>> = self
+        let slices: Vec<&Arc<CompactSlice>> = self
             .slices_of
             .get(key)
             .into_iter()
@@ -259,7 +258,7 @@ impl IncrementalBuilder {
             node_name: &self.node.node_name,
             zone: &self.zone,
         };
-        let ports = ports
+        let mut ports: Vec<Arc<ServicePortState>> = ports
             .into_iter()
             .map(|mut port| {
                 if let Some(group) = merged
@@ -275,6 +274,9 @@ impl IncrementalBuilder {
                 }
             })
             .collect();
+        // The collect reuses the allocation of the `ServicePortState`s (~240 bytes each, room for four): give
+        // back all but the pointers kept for as long as the Service lives.
+        ports.shrink_to_fit();
         Built { ports, rejections }
     }
 }
@@ -292,9 +294,23 @@ fn fill_categories(port: &mut ServicePortState, topo: NodeTopology<'_>) {
         port.uses_local_endpoints(),
         topo,
     );
-    port.cluster_endpoints = cat.cluster;
-    port.local_endpoints = cat.local;
-    port.all_reachable_endpoints = cat.all_reachable;
+    // The views are usually equal (all-reachable is the cluster list unless topology or local terminating
+    // endpoints split them): equal views share one list.
+    let cluster = EndpointList::from(cat.cluster);
+    let local = if cluster == cat.local {
+        cluster.clone()
+    } else {
+        EndpointList::from(cat.local)
+    };
+    port.all_reachable_endpoints = if cluster == cat.all_reachable {
+        cluster.clone()
+    } else if local == cat.all_reachable {
+        local.clone()
+    } else {
+        EndpointList::from(cat.all_reachable)
+    };
+    port.cluster_endpoints = cluster;
+    port.local_endpoints = local;
     port.has_any_endpoints = cat.has_any;
 }
 

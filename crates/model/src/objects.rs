@@ -1,14 +1,15 @@
 //! The API objects the model reads, as the sources keep them.
 //!
 //! Sources (API watch, manifest files) maintain a `ClusterObjects`; the model reads it. Objects are shared
-//! behind `Arc` so that snapshots are cheap.
+//! behind `Arc` so that snapshots are cheap. EndpointSlices are kept in their compact form ([`CompactSlice`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
+
+use crate::slice::CompactSlice;
 
 /// `(namespace, name)` of a namespaced object.
 pub type ObjectKey = (String, String);
@@ -17,7 +18,7 @@ pub type ObjectKey = (String, String);
 #[derive(Clone, Debug, Default)]
 pub struct ClusterObjects {
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<CompactSlice>>,
     /// This node's Node object, when known.
     pub node: Option<Arc<Node>>,
     /// networking.k8s.io/v1 ServiceCIDR objects by name (empty when the API does not serve them).
@@ -28,7 +29,7 @@ pub struct ClusterObjects {
 #[derive(Clone, Debug, Default)]
 pub struct ObjectDelta {
     pub services: Vec<(ObjectKey, Option<Arc<Service>>)>,
-    pub endpoint_slices: Vec<(ObjectKey, Option<Arc<EndpointSlice>>)>,
+    pub endpoint_slices: Vec<(ObjectKey, Option<Arc<CompactSlice>>)>,
     /// `Some` when the Node changed (to the inner value).
     pub node: Option<Option<Arc<Node>>>,
     /// `Some` when the ServiceCIDR objects changed (to the inner value).

@@ -293,9 +293,9 @@ pub(crate) fn service_ports(
             health_check_node_port: shared.health_check_node_port,
             session_affinity_timeout: shared.session_affinity_timeout,
             endpoints: Vec::new(),
-            cluster_endpoints: Vec::new(),
-            local_endpoints: Vec::new(),
-            all_reachable_endpoints: Vec::new(),
+            cluster_endpoints: Default::default(),
+            local_endpoints: Default::default(),
+            all_reachable_endpoints: Default::default(),
             has_any_endpoints: false,
         };
         out.retain(|s| s.name != state.name);

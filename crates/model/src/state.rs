@@ -11,6 +11,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::endpoint_list::EndpointList;
+
 /// An IP family. Dual-stack nodes run one proxier per family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum IpFamily {
@@ -101,6 +103,33 @@ impl fmt::Display for ServicePortName {
     }
 }
 
+/// An endpoint's topology hints (`hints.forZones`, `hints.forNodes`): names sorted and deduplicated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct EndpointHints {
+    pub zones: Vec<String>,
+    pub nodes: Vec<String>,
+}
+
+impl EndpointHints {
+    /// Hints as an [`Endpoint`] holds them: sorted, deduplicated, shared; `None` when there are none.
+    pub fn shared(
+        zones: impl IntoIterator<Item = String>,
+        nodes: impl IntoIterator<Item = String>,
+    ) -> Option<Arc<EndpointHints>> {
+        let sorted = |names: &mut Vec<String>| {
+            names.sort();
+            names.dedup();
+        };
+        let mut hints = EndpointHints {
+            zones: zones.into_iter().collect(),
+            nodes: nodes.into_iter().collect(),
+        };
+        sorted(&mut hints.zones);
+        sorted(&mut hints.nodes);
+        (!hints.zones.is_empty() || !hints.nodes.is_empty()).then(|| Arc::new(hints))
+    }
+}
+
 /// One backend of a service port, as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Endpoint {
@@ -111,13 +140,21 @@ pub struct Endpoint {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    /// Zone hints (`hints.forZones`), sorted.
-    pub zone_hints: Vec<String>,
-    /// Node hints (`hints.forNodes`), sorted.
-    pub node_hints: Vec<String>,
+    /// Topology hints, shared with the EndpointSlice they came from; `None` when there are none.
+    pub hints: Option<Arc<EndpointHints>>,
 }
 
 impl Endpoint {
+    /// Zone hints (`hints.forZones`), sorted.
+    pub fn zone_hints(&self) -> &[String] {
+        self.hints.as_deref().map_or(&[], |h| &h.zones)
+    }
+
+    /// Node hints (`hints.forNodes`), sorted.
+    pub fn node_hints(&self) -> &[String] {
+        self.hints.as_deref().map_or(&[], |h| &h.nodes)
+    }
+
     /// `ip:port`, with brackets around IPv6 addresses (upstream's endpoint string).
     pub fn addr_string(&self) -> String {
         std::net::SocketAddr::new(self.ip, self.port).to_string()
@@ -151,11 +188,12 @@ pub struct ServicePortState {
     /// All endpoints of this port from every slice of this family, merged and deduplicated, sorted by (ip, port).
     pub endpoints: Vec<Endpoint>,
     /// Endpoints for traffic that uses the Cluster policy (topology and terminating fallback applied).
-    pub cluster_endpoints: Vec<Endpoint>,
+    /// The three views below share one list when they are equal.
+    pub cluster_endpoints: EndpointList,
     /// Endpoints for traffic that uses the Local policy (terminating fallback applied).
-    pub local_endpoints: Vec<Endpoint>,
+    pub local_endpoints: EndpointList,
     /// Union of `cluster_endpoints` and `local_endpoints` (the endpoints that get per-endpoint rules).
-    pub all_reachable_endpoints: Vec<Endpoint>,
+    pub all_reachable_endpoints: EndpointList,
     /// Whether any usable (ready, or serving+terminating) endpoint exists anywhere in the cluster.
     /// Distinguishes DROP (Local policy, endpoints only elsewhere) from REJECT (no endpoints at all).
     pub has_any_endpoints: bool,

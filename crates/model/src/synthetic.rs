@@ -1,6 +1,7 @@
 //! Synthetic clusters for tests and benchmarks in other crates: many Services, each with one EndpointSlice.
 //!
-//! Deterministic; builds k8s-openapi objects directly (no JSON). Not used by the proxy itself.
+//! Deterministic; builds k8s-openapi objects directly (no JSON), as [`SyntheticObjects`] for whoever serves them
+//! to a proxy, or converted into [`ClusterObjects`]. Not used by the proxy itself.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,16 +12,43 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::endpoints::LABEL_SERVICE_NAME;
-use crate::objects::ClusterObjects;
+use crate::objects::{ClusterObjects, ObjectKey};
+use crate::slice::{CompactSlice, NameInterner};
 
-/// `services` IPv4 ClusterIP Services `bench/svc-N` (port "http" 80/TCP, ClusterIP 10.96.0.0/12 + N), each with
-/// one slice of `endpoints_per_service` ready endpoints on port 8080; every tenth endpoint is on `node_name`.
+/// The API objects of a synthetic cluster, keyed `(namespace, name)`.
+#[derive(Clone, Debug, Default)]
+pub struct SyntheticObjects {
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+}
+
+/// [`synthetic_api_objects`] as the model keeps them.
 pub fn synthetic_cluster(
     services: usize,
     endpoints_per_service: usize,
     node_name: &str,
 ) -> ClusterObjects {
-    let mut objs = ClusterObjects::default();
+    let api = synthetic_api_objects(services, endpoints_per_service, node_name);
+    let mut names = NameInterner::default();
+    ClusterObjects {
+        services: api.services,
+        endpoint_slices: api
+            .endpoint_slices
+            .into_iter()
+            .map(|(k, s)| (k, Arc::new(CompactSlice::new(&s, &mut names))))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// `services` IPv4 ClusterIP Services `bench/svc-N` (port "http" 80/TCP, ClusterIP 10.96.0.0/12 + N), each with
+/// one slice of `endpoints_per_service` ready endpoints on port 8080; every tenth endpoint is on `node_name`.
+pub fn synthetic_api_objects(
+    services: usize,
+    endpoints_per_service: usize,
+    node_name: &str,
+) -> SyntheticObjects {
+    let mut objs = SyntheticObjects::default();
     let mut next_ep: u32 = 0;
     for i in 0..services {
         let name = format!("svc-{i}");

@@ -42,14 +42,14 @@ pub fn topology_mode(endpoints: &[Endpoint], node: NodeTopology<'_>) -> Topology
     let (mut all_zone_hinted, mut hinted_for_zone) = (true, false);
     for ep in endpoints.iter().filter(|e| e.ready) {
         any_ready = true;
-        if ep.node_hints.is_empty() {
+        if ep.node_hints().is_empty() {
             all_node_hinted = false;
-        } else if has_hint(&ep.node_hints, node.node_name) {
+        } else if has_hint(ep.node_hints(), node.node_name) {
             hinted_for_node = true;
         }
-        if ep.zone_hints.is_empty() {
+        if ep.zone_hints().is_empty() {
             all_zone_hinted = false;
-        } else if has_hint(&ep.zone_hints, node.zone) {
+        } else if has_hint(ep.zone_hints(), node.zone) {
             hinted_for_zone = true;
         }
     }
@@ -67,8 +67,8 @@ pub fn topology_mode(endpoints: &[Endpoint], node: NodeTopology<'_>) -> Topology
 fn available_for_topology(ep: &Endpoint, mode: TopologyMode, node: NodeTopology<'_>) -> bool {
     match mode {
         TopologyMode::None => true,
-        TopologyMode::PreferSameNode => has_hint(&ep.node_hints, node.node_name),
-        TopologyMode::PreferSameZone => has_hint(&ep.zone_hints, node.zone),
+        TopologyMode::PreferSameNode => has_hint(ep.node_hints(), node.node_name),
+        TopologyMode::PreferSameZone => has_hint(ep.zone_hints(), node.zone),
     }
 }
 

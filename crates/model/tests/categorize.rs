@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use kube_proxy_model::{categorize, topology_mode, Endpoint, IpFamily, NodeTopology, TopologyMode};
+use kube_proxy_model::{
+    categorize, topology_mode, Endpoint, EndpointHints, IpFamily, NodeTopology, TopologyMode,
+};
 use serde_json::json;
 
 const HERE: NodeTopology<'static> = NodeTopology {
@@ -20,8 +22,10 @@ fn e(addr: &str, flags: &str, zones: &[&str], nodes: &[&str]) -> Endpoint {
         ready: flags.contains('R'),
         serving: flags.contains('S'),
         terminating: flags.contains('T'),
-        zone_hints: zones.iter().map(|z| z.to_string()).collect(),
-        node_hints: nodes.iter().map(|n| n.to_string()).collect(),
+        hints: EndpointHints::shared(
+            zones.iter().map(|z| z.to_string()),
+            nodes.iter().map(|n| n.to_string()),
+        ),
     }
 }
 

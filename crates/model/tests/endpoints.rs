@@ -205,9 +205,9 @@ fn locality_hints_and_order() {
         eps.iter().map(|e| e.is_local).collect::<Vec<_>>(),
         [true, false, false]
     );
-    assert_eq!(eps[0].zone_hints, ["z1", "z2"]);
-    assert_eq!(eps[0].node_hints, ["n1", "n2"]);
-    assert!(eps[1].zone_hints.is_empty());
+    assert_eq!(eps[0].zone_hints(), ["z1", "z2"]);
+    assert_eq!(eps[0].node_hints(), ["n1", "n2"]);
+    assert!(eps[1].zone_hints().is_empty() && eps[1].hints.is_none());
 }
 
 #[test]

@@ -1,14 +1,12 @@
 //! The incremental builder gives exactly `build_state`'s answer through a long sequence of changes, reports
 //! exactly the service ports that changed, and keeps the `Arc` of every port it did not touch.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::{EndpointHints, EndpointSlice, ForZone};
 use kube_proxy_model::{
-    build_state, synthetic_cluster, ClusterObjects, IncrementalBuilder, IpFamily, NodeContext,
-    ObjectDelta, StateDiff, LABEL_SERVICE_NAME,
+    build_state, synthetic_cluster, ClusterObjects, CompactSlice, EndpointHints,
+    IncrementalBuilder, IpFamily, NodeContext, ObjectDelta, SliceAddress, StateDiff,
 };
 
 fn node_ctx() -> NodeContext {
@@ -55,7 +53,7 @@ fn step(
 fn edited_slice(
     objects: &ClusterObjects,
     key: &(String, String),
-    f: impl FnOnce(&mut EndpointSlice),
+    f: impl FnOnce(&mut CompactSlice),
 ) -> ObjectDelta {
     let mut slice = (*objects.endpoint_slices[key]).clone();
     f(&mut slice);
@@ -117,9 +115,8 @@ fn incremental_builds_equal_one_shot_builds_through_random_changes() {
                 let k = &slice_keys[rng.next(slice_keys.len())];
                 let i = rng.next(4);
                 edited_slice(&objects, k, |s| {
-                    if let Some(ep) = s.endpoints.as_mut().and_then(|e| e.get_mut(i)) {
-                        let c = ep.conditions.get_or_insert_with(Default::default);
-                        c.ready = Some(!c.ready.unwrap_or(true));
+                    if let Some(ep) = s.endpoints.get_mut(i) {
+                        ep.ready = !ep.ready;
                     }
                 })
             }
@@ -128,12 +125,9 @@ fn incremental_builds_equal_one_shot_builds_through_random_changes() {
                 let k = &slice_keys[rng.next(slice_keys.len())];
                 let bad = rng.next(2) == 0;
                 edited_slice(&objects, k, |s| {
-                    if let Some(ep) = s.endpoints.as_mut().and_then(|e| e.first_mut()) {
-                        ep.addresses = vec![if bad {
-                            "not-an-ip".into()
-                        } else {
-                            "10.1.2.3".into()
-                        }];
+                    if let Some(ep) = s.endpoints.first_mut() {
+                        ep.address =
+                            SliceAddress::from_text(if bad { "not-an-ip" } else { "10.1.2.3" });
                     }
                 })
             }
@@ -143,8 +137,7 @@ fn incremental_builds_equal_one_shot_builds_through_random_changes() {
                 let target = svc_keys[rng.next(svc_keys.len())].1.clone();
                 let drop_label = rng.next(4) == 0;
                 edited_slice(&objects, k, |s| {
-                    s.metadata.labels = (!drop_label)
-                        .then(|| BTreeMap::from([(LABEL_SERVICE_NAME.to_string(), target)]));
+                    s.service_name = (!drop_label).then_some(target);
                 })
             }
             // A slice or a Service is deleted.
@@ -195,8 +188,7 @@ fn incremental_builds_equal_one_shot_builds_through_random_changes() {
             // Several changes in one delta, including a slice changed twice.
             9 if slice_keys.len() > 2 => {
                 let a = &slice_keys[rng.next(slice_keys.len())];
-                let mut d =
-                    edited_slice(&objects, a, |s| s.endpoints.as_mut().unwrap().truncate(1));
+                let mut d = edited_slice(&objects, a, |s| s.endpoints.truncate(1));
                 d.endpoint_slices
                     .push((slice_keys[rng.next(slice_keys.len())].clone(), None));
                 d.endpoint_slices
@@ -207,12 +199,12 @@ fn incremental_builds_equal_one_shot_builds_through_random_changes() {
             10 if !slice_keys.is_empty() => {
                 let k = &slice_keys[rng.next(slice_keys.len())];
                 edited_slice(&objects, k, |s| {
-                    for (i, ep) in s.endpoints.iter_mut().flatten().enumerate() {
+                    for (i, ep) in s.endpoints.iter_mut().enumerate() {
                         let zone = ["zone-a", "zone-b"][i % 2].to_string();
-                        ep.hints = Some(EndpointHints {
-                            for_zones: Some(vec![ForZone { name: zone }]),
-                            ..Default::default()
-                        });
+                        ep.hints = Some(Arc::new(EndpointHints {
+                            zones: vec![zone],
+                            nodes: vec![],
+                        }));
                     }
                 })
             }

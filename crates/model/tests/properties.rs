@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::*;
-use kube_proxy_model::{categorize, parse_ip_sloppy, Endpoint, IpFamily, NodeTopology};
+use kube_proxy_model::{
+    categorize, parse_ip_sloppy, Endpoint, EndpointHints, IpFamily, NodeTopology,
+};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -21,16 +23,10 @@ fn endpoint_strategy() -> impl Strategy<Value = Endpoint> {
             ready: r,
             serving: s || r,
             terminating: t && !r,
-            zone_hints: if zones[z].is_empty() {
-                vec![]
-            } else {
-                vec![zones[z].to_string()]
-            },
-            node_hints: if nodes[n].is_empty() {
-                vec![]
-            } else {
-                vec![nodes[n].to_string()]
-            },
+            hints: EndpointHints::shared(
+                Some(zones[z]).filter(|z| !z.is_empty()).map(String::from),
+                Some(nodes[n]).filter(|n| !n.is_empty()).map(String::from),
+            ),
         }
     })
 }

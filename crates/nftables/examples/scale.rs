@@ -150,31 +150,27 @@ fn with_affinity(mut state: ProxyState) -> ProxyState {
 
 /// The first endpoint of `s` moves to an address derived from `i`.
 fn replace_first(i: usize, s: &mut ServicePortState) {
-    for list in [
-        &mut s.endpoints,
-        &mut s.cluster_endpoints,
-        &mut s.all_reachable_endpoints,
-    ] {
-        if let Some(e) = list.first_mut() {
-            e.ip = ip(&format!("10.251.{}.{}", i / 250, i % 250 + 1));
-        }
-        list.sort();
+    if let Some(e) = s.endpoints.first_mut() {
+        e.ip = ip(&format!("10.251.{}.{}", i / 250, i % 250 + 1));
     }
+    resort(s);
 }
 
 /// One endpoint is added to `s` (the endpoint count changes).
 fn add_one(i: usize, s: &mut ServicePortState) {
-    for list in [
-        &mut s.endpoints,
-        &mut s.cluster_endpoints,
-        &mut s.all_reachable_endpoints,
-    ] {
-        if let Some(mut e) = list.first().cloned() {
-            e.ip = ip(&format!("10.252.{}.{}", i / 250, i % 250 + 1));
-            list.push(e);
-        }
-        list.sort();
+    if let Some(mut e) = s.endpoints.first().cloned() {
+        e.ip = ip(&format!("10.252.{}.{}", i / 250, i % 250 + 1));
+        s.endpoints.push(e);
     }
+    resort(s);
+}
+
+/// Sorts the endpoints again; every synthetic endpoint is ready, so the cluster and all-reachable views are
+/// all of them.
+fn resort(s: &mut ServicePortState) {
+    s.endpoints.sort();
+    s.cluster_endpoints = s.endpoints.clone().into();
+    s.all_reachable_endpoints = s.cluster_endpoints.clone();
 }
 
 /// `state` with service port number `index` (name order) changed by `f`.

@@ -130,8 +130,7 @@ mod tests {
             ready: true,
             serving: true,
             terminating: false,
-            zone_hints: vec![],
-            node_hints: vec![],
+            hints: None,
         };
         let c = endpoint_chain(&n, &ep);
         assert!(c.starts_with("endpoint-"), "{c}");

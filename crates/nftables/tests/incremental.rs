@@ -104,16 +104,13 @@ fn with_one_endpoint_changed(state: &ProxyState, index: usize) -> ProxyState {
         .map(|(n, s)| (n.clone(), s.clone()))
         .unwrap();
     let mut s = (*svc).clone();
-    for list in [
-        &mut s.endpoints,
-        &mut s.cluster_endpoints,
-        &mut s.all_reachable_endpoints,
-    ] {
-        if let Some(e) = list.first_mut() {
-            e.ip = ip("10.250.0.1");
-        }
-        list.sort();
+    if let Some(e) = s.endpoints.first_mut() {
+        e.ip = ip("10.250.0.1");
     }
+    s.endpoints.sort();
+    // Every synthetic endpoint is ready: the cluster and all-reachable views are all of them.
+    s.cluster_endpoints = s.endpoints.clone().into();
+    s.all_reachable_endpoints = s.cluster_endpoints.clone();
     next.services.insert(name, Arc::new(s));
     next
 }

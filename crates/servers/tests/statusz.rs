@@ -21,8 +21,7 @@ fn endpoint(ip: &str, local: bool) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
-        zone_hints: vec![],
-        node_hints: vec![],
+        hints: None,
     }
 }
 
@@ -65,9 +64,9 @@ fn state(family: IpFamily) -> ProxyState {
         health_check_node_port: Some(32100),
         session_affinity_timeout: Some(10800),
         endpoints: vec![local.clone(), remote.clone()],
-        cluster_endpoints: vec![local.clone(), remote],
-        local_endpoints: vec![local],
-        all_reachable_endpoints: vec![],
+        cluster_endpoints: vec![local.clone(), remote].into(),
+        local_endpoints: vec![local].into(),
+        all_reachable_endpoints: Default::default(),
         has_any_endpoints: true,
     };
     let mut odd = svc.clone();
@@ -79,8 +78,8 @@ fn state(family: IpFamily) -> ProxyState {
     };
     odd.protocol = Protocol::Udp;
     odd.session_affinity_timeout = None;
-    odd.cluster_endpoints = vec![];
-    odd.local_endpoints = vec![];
+    odd.cluster_endpoints = Default::default();
+    odd.local_endpoints = Default::default();
     let mut services = BTreeMap::new();
     services.insert(name, Arc::new(svc));
     services.insert(odd.name.clone(), Arc::new(odd));

@@ -1,6 +1,7 @@
 //! The Kubernetes API source: kube-runtime watchers for Services, EndpointSlices and this node's Node,
 //! feeding a [`ChangeTracker`]. Initial lists (and relists after 410 Gone) are buffered from `Init` to
-//! `InitDone` and replace the kind's objects in one step, so a half-finished list is never visible.
+//! `InitDone` and replace the kind's objects in one step, so a half-finished list is never visible. Each object
+//! is reduced as it arrives: trimmed ([`Trim`]), and EndpointSlices converted to their compact form.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource};
+use kube_proxy_model::{CompactSlice, NameInterner};
 use serde::de::DeserializeOwned;
 
 use crate::tracker::{Change, ChangeTracker, ObjectKind};
@@ -57,6 +59,7 @@ pub async fn run_api_sources_with(
                     base,
                     ObjectKind::ServiceCidrs,
                     tracker,
+                    trimmed,
                     ChangeTracker::apply_service_cidr,
                 )
                 .await
@@ -74,6 +77,7 @@ pub async fn run_api_sources_with(
             proxied.clone(),
             ObjectKind::Services,
             tracker.clone(),
+            trimmed,
             ChangeTracker::apply_service,
         ),
         watch_kind(
@@ -81,6 +85,10 @@ pub async fn run_api_sources_with(
             proxied,
             ObjectKind::EndpointSlices,
             tracker.clone(),
+            {
+                let mut node_names = NameInterner::default();
+                move |slice: EndpointSlice| CompactSlice::new(&slice, &mut node_names)
+            },
             ChangeTracker::apply_slice,
         ),
         watch_kind(
@@ -88,6 +96,7 @@ pub async fn run_api_sources_with(
             this_node,
             ObjectKind::Node,
             tracker,
+            trimmed,
             // A server that ignores the field selector sends every Node: keep only ours.
             move |t: &ChangeTracker, change: Change<Node>| {
                 let ours = |n: &Node| n.metadata.name.as_deref() == Some(node_name.as_str());
@@ -117,21 +126,30 @@ async fn serves_service_cidrs(client: &Client) -> bool {
     }
 }
 
-async fn watch_kind<K, F>(
+/// An object with what the proxy does not use cleared.
+fn trimmed<K: Trim>(mut object: K) -> K {
+    object.trim();
+    object
+}
+
+/// Watches one kind, reducing each object with `reduce` as it arrives and handing changes to `apply`.
+async fn watch_kind<K, T, R, F>(
     api: Api<K>,
     config: watcher::Config,
     kind: ObjectKind,
     tracker: Arc<ChangeTracker>,
+    mut reduce: R,
     apply: F,
 ) where
-    K: Resource + Trim + Clone + DeserializeOwned + Debug + Send + 'static,
-    F: Fn(&ChangeTracker, Change<K>),
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    R: FnMut(K) -> T,
+    F: Fn(&ChangeTracker, Change<T>),
 {
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut buffer: Vec<K> = Vec::new();
+    let mut buffer: Vec<T> = Vec::new();
     while let Some(item) = stream.next().await {
         let event = match item {
-            Ok(event) => event.modify(Trim::trim),
+            Ok(event) => event,
             Err(error) => {
                 tracing::warn!(?kind, %error, "watch failed; retrying with backoff");
                 continue;
@@ -139,13 +157,13 @@ async fn watch_kind<K, F>(
         };
         match event {
             Event::Init => buffer.clear(),
-            Event::InitApply(obj) => buffer.push(obj),
+            Event::InitApply(obj) => buffer.push(reduce(obj)),
             Event::InitDone => {
                 tracing::debug!(?kind, objects = buffer.len(), "initial list done");
                 apply(&tracker, Change::Replace(std::mem::take(&mut buffer)));
             }
-            Event::Apply(obj) => apply(&tracker, Change::Apply(obj)),
-            Event::Delete(obj) => apply(&tracker, Change::Delete(obj)),
+            Event::Apply(obj) => apply(&tracker, Change::Apply(reduce(obj))),
+            Event::Delete(obj) => apply(&tracker, Change::Delete(reduce(obj))),
         }
     }
     tracing::error!(?kind, "watch stream ended unexpectedly");

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube_proxy_model::ClusterObjects;
+use kube_proxy_model::{ClusterObjects, CompactSlice, NameInterner};
 use serde_json::Value;
 
 use crate::error::SourceError;
-use crate::tracker::{object_key, ChangeTracker};
+use crate::tracker::{object_key, slice_key, ChangeTracker};
 
 /// Labels that make kube-proxy ignore a Service or EndpointSlice.
 pub const EXCLUDING_LABELS: [&str; 2] = [
@@ -116,6 +116,8 @@ struct Loader<'a> {
     node_name: &'a str,
     out: ClusterObjects,
     warnings: Vec<ManifestWarning>,
+    /// Shares node names between the loaded slices.
+    node_names: NameInterner,
 }
 
 impl Loader<'_> {
@@ -153,7 +155,8 @@ impl Loader<'_> {
             ("discovery.k8s.io/v1", "EndpointSlice") => {
                 serde_json::from_value::<EndpointSlice>(value).map(|slice| {
                     if !excluded(&slice.metadata) {
-                        if let Some(key) = object_key(&slice.metadata) {
+                        let slice = CompactSlice::new(&slice, &mut self.node_names);
+                        if let Some(key) = slice_key(&slice) {
                             self.out.endpoint_slices.insert(key, Arc::new(slice));
                         }
                     }
@@ -226,6 +229,7 @@ pub fn load_manifests(
         node_name,
         out: ClusterObjects::default(),
         warnings: Vec::new(),
+        node_names: NameInterner::default(),
     };
     for file in manifest_files(dir)? {
         loader.add_file(&file);

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube_proxy_model::{ClusterObjects, ObjectDelta, ObjectKey};
+use kube_proxy_model::{ClusterObjects, CompactSlice, ObjectDelta, ObjectKey};
 use tokio::sync::Notify;
 
 /// The label on an EndpointSlice naming its Service.
@@ -124,24 +123,24 @@ impl Inner {
 
 /// `(namespace, name)` of an object; `None` when it has no name. A missing namespace reads as "default".
 pub fn object_key(meta: &ObjectMeta) -> Option<ObjectKey> {
-    let name = meta.name.clone().filter(|n| !n.is_empty())?;
-    let ns = meta
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".into());
-    Some((ns, name))
+    key_of(meta.namespace.as_deref(), meta.name.as_deref())
+}
+
+/// [`object_key`] of an EndpointSlice in its compact form.
+pub fn slice_key(slice: &CompactSlice) -> Option<ObjectKey> {
+    key_of(slice.namespace.as_deref(), slice.name.as_deref())
+}
+
+fn key_of(namespace: Option<&str>, name: Option<&str>) -> Option<ObjectKey> {
+    let name = name.filter(|n| !n.is_empty())?;
+    let ns = namespace.filter(|n| !n.is_empty()).unwrap_or("default");
+    Some((ns.to_string(), name.to_string()))
 }
 
 /// `(namespace, service name)` an EndpointSlice belongs to (its own name when the label is missing).
-fn service_of_slice(slice: &EndpointSlice) -> ObjectKey {
-    let (ns, name) = object_key(&slice.metadata).unwrap_or_default();
-    let svc = slice
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(SERVICE_NAME_LABEL).cloned())
-        .unwrap_or(name);
+fn service_of_slice(slice: &CompactSlice) -> ObjectKey {
+    let (ns, name) = slice_key(slice).unwrap_or_default();
+    let svc = slice.service_name.clone().unwrap_or(name);
     (ns, svc)
 }
 
@@ -164,10 +163,10 @@ fn replace_map<K: PartialEq>(
     *map = items;
 }
 
-fn keyed<K>(items: Vec<K>, meta: impl Fn(&K) -> &ObjectMeta) -> BTreeMap<ObjectKey, Arc<K>> {
+fn keyed<K>(items: Vec<K>, key: impl Fn(&K) -> Option<ObjectKey>) -> BTreeMap<ObjectKey, Arc<K>> {
     items
         .into_iter()
-        .filter_map(|o| object_key(meta(&o)).map(|k| (k, Arc::new(o))))
+        .filter_map(|o| key(&o).map(|k| (k, Arc::new(o))))
         .collect()
 }
 
@@ -228,9 +227,11 @@ impl ChangeTracker {
             Change::Replace(list) => {
                 let mut map = std::mem::take(&mut inner.objects.services);
                 let mut changed = Vec::new();
-                replace_map(&mut map, keyed(list, |s| &s.metadata), |k, _| {
-                    changed.push(k.clone())
-                });
+                replace_map(
+                    &mut map,
+                    keyed(list, |s| object_key(&s.metadata)),
+                    |k, _| changed.push(k.clone()),
+                );
                 inner.objects.services = map;
                 changed.into_iter().for_each(|k| inner.service_changed(k));
                 Self::synced(&mut inner, ObjectKind::Services);
@@ -239,13 +240,13 @@ impl ChangeTracker {
         self.wake(before, &inner);
     }
 
-    /// Applies an EndpointSlice change.
-    pub fn apply_slice(&self, change: Change<EndpointSlice>) {
+    /// Applies an EndpointSlice change (slices arrive in their compact form).
+    pub fn apply_slice(&self, change: Change<CompactSlice>) {
         let mut inner = self.lock();
         let before = inner.generation;
         match change {
             Change::Apply(slice) => {
-                if let Some(key) = object_key(&slice.metadata) {
+                if let Some(key) = slice_key(&slice) {
                     if inner
                         .objects
                         .endpoint_slices
@@ -265,7 +266,7 @@ impl ChangeTracker {
                 }
             }
             Change::Delete(slice) => {
-                if let Some(key) = object_key(&slice.metadata) {
+                if let Some(key) = slice_key(&slice) {
                     if let Some(old) = inner.objects.endpoint_slices.remove(&key) {
                         inner.slice_changed(key, service_of_slice(&old));
                     }
@@ -274,7 +275,7 @@ impl ChangeTracker {
             Change::Replace(list) => {
                 let mut map = std::mem::take(&mut inner.objects.endpoint_slices);
                 let mut changed = Vec::new();
-                replace_map(&mut map, keyed(list, |s| &s.metadata), |k, s| {
+                replace_map(&mut map, keyed(list, slice_key), |k, s| {
                     changed.push((k.clone(), service_of_slice(s)))
                 });
                 inner.objects.endpoint_slices = map;

@@ -9,10 +9,12 @@ fn svc(ns: &str, name: &str, port: i32) -> Service {
     .unwrap()
 }
 
-fn slice(ns: &str, name: &str, service: &str) -> EndpointSlice {
-    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name,
-        "labels": {SERVICE_NAME_LABEL: service}}, "addressType": "IPv4", "endpoints": []}))
-    .unwrap()
+fn slice(ns: &str, name: &str, service: &str) -> CompactSlice {
+    let api: k8s_openapi::api::discovery::v1::EndpointSlice =
+        serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name,
+            "labels": {SERVICE_NAME_LABEL: service}}, "addressType": "IPv4", "endpoints": []}))
+        .unwrap();
+    api.into()
 }
 
 fn node(name: &str) -> Node {

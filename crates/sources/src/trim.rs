@@ -4,11 +4,10 @@
 //! each is ~20,000 objects), so what each object carries matters: managed fields, annotations, owner
 //! references, an endpoint's target reference, hostname and zone, and the spare capacity serde leaves in
 //! vectors. Only fields the model, health and events never look at are cleared (the model reads labels,
-//! specs, load-balancer status, an endpoint's first address, conditions, hints and node name; the Node's
-//! labels, taints, pod CIDRs, addresses, deletion timestamp and UID).
+//! specs, load-balancer status; the Node's labels, taints, pod CIDRs, addresses, deletion timestamp and UID).
+//! EndpointSlices are not trimmed but converted whole to the model's `CompactSlice`.
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -30,27 +29,6 @@ impl Trim for Service {
         trim_meta(&mut self.metadata);
         if let Some(status) = &mut self.status {
             status.conditions = None;
-        }
-    }
-}
-
-impl Trim for EndpointSlice {
-    fn trim(&mut self) {
-        trim_meta(&mut self.metadata);
-        for ep in self.endpoints.iter_mut().flatten() {
-            // Only an endpoint's first address is used (as upstream).
-            ep.addresses.truncate(1);
-            ep.addresses.shrink_to_fit();
-            ep.target_ref = None;
-            ep.hostname = None;
-            ep.zone = None;
-            ep.deprecated_topology = None;
-        }
-        if let Some(eps) = &mut self.endpoints {
-            eps.shrink_to_fit();
-        }
-        if let Some(ports) = &mut self.ports {
-            ports.shrink_to_fit();
         }
     }
 }
@@ -79,40 +57,6 @@ impl Trim for ServiceCIDR {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn endpoint_slices_keep_what_the_model_reads() {
-        let mut slice: EndpointSlice = serde_json::from_value(json!({
-            "metadata": {"namespace": "ns", "name": "web-abc",
-                "labels": {"kubernetes.io/service-name": "web"},
-                "annotations": {"a": "b"},
-                "managedFields": [{"manager": "x"}]},
-            "addressType": "IPv4",
-            "endpoints": [{
-                "addresses": ["10.0.0.1", "10.0.0.2"],
-                "conditions": {"ready": false, "serving": true, "terminating": true},
-                "hints": {"forZones": [{"name": "z1"}]},
-                "nodeName": "n1", "zone": "z1", "hostname": "h",
-                "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "ns"}
-            }],
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
-        }))
-        .unwrap();
-        slice.trim();
-        let ep = &slice.endpoints.as_ref().unwrap()[0];
-        assert_eq!(ep.addresses, ["10.0.0.1"]);
-        assert_eq!(ep.conditions.as_ref().unwrap().ready, Some(false));
-        assert_eq!(ep.conditions.as_ref().unwrap().terminating, Some(true));
-        assert!(ep.hints.is_some());
-        assert_eq!(ep.node_name.as_deref(), Some("n1"));
-        assert!(ep.target_ref.is_none() && ep.zone.is_none() && ep.hostname.is_none());
-        assert!(slice.metadata.annotations.is_none() && slice.metadata.managed_fields.is_none());
-        assert_eq!(
-            slice.metadata.labels.as_ref().unwrap()["kubernetes.io/service-name"],
-            "web"
-        );
-        assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(8080));
-    }
 
     #[test]
     fn nodes_keep_uid_labels_taints_and_addresses() {

@@ -213,8 +213,7 @@ mod tests {
             ready: true,
             serving: true,
             terminating: false,
-            zone_hints: vec![],
-            node_hints: vec![],
+            hints: None,
         }
     }
 
@@ -242,9 +241,9 @@ mod tests {
             health_check_node_port: None,
             session_affinity_timeout: Some(600),
             endpoints: vec![local.clone(), remote.clone()],
-            cluster_endpoints: vec![local.clone(), remote],
-            local_endpoints: vec![local],
-            all_reachable_endpoints: vec![],
+            cluster_endpoints: vec![local.clone(), remote].into(),
+            local_endpoints: vec![local].into(),
+            all_reachable_endpoints: Default::default(),
             has_any_endpoints: true,
         };
         let mut st = ProxyState::empty(IpFamily::V4, "node-1");

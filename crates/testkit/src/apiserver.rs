@@ -3,11 +3,13 @@
 //!
 //! It keeps objects as JSON under one global, monotonically increasing resourceVersion, keeps a bounded
 //! change history (watches from compacted RVs get a 410 `ERROR` event), supports label/field selectors,
-//! bookmarks, `sendInitialEvents` streaming lists and `timeoutSeconds`, and stores posted Events. Tests drive
+//! bookmarks, paginated lists (`limit`/`continue`), `sendInitialEvents` streaming lists and `timeoutSeconds`,
+//! and stores posted Events. Tests drive
 //! it through [`ApiServer`]: apply/delete objects, compact history, drop watch connections, inject 500s,
 //! read the request log. PUT/POST/DELETE on the resource paths do the same over HTTP. Not for production.
 
 mod kinds;
+mod paging;
 mod routes;
 mod selector;
 mod store;

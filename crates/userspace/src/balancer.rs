@@ -112,8 +112,7 @@ mod tests {
             ready: true,
             serving: true,
             terminating: false,
-            zone_hints: vec![],
-            node_hints: vec![],
+            hints: None,
         }
     }
 

@@ -133,8 +133,7 @@ mod tests {
             ready: true,
             serving: true,
             terminating: false,
-            zone_hints: vec![],
-            node_hints: vec![],
+            hints: None,
         }
     }
 
@@ -161,9 +160,9 @@ mod tests {
             health_check_node_port: Some(31000),
             session_affinity_timeout: None,
             endpoints: vec![local.clone(), remote.clone()],
-            cluster_endpoints: vec![local.clone(), remote.clone()],
-            local_endpoints: vec![local.clone()],
-            all_reachable_endpoints: vec![local.clone(), remote],
+            cluster_endpoints: vec![local.clone(), remote.clone()].into(),
+            local_endpoints: vec![local.clone()].into(),
+            all_reachable_endpoints: vec![local.clone(), remote].into(),
             has_any_endpoints: true,
         };
         let clients = LocalClients {

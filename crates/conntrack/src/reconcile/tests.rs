@@ -23,8 +23,7 @@ fn ep(addr: &str, ready: bool, serving: bool) -> Endpoint {
         ready,
         serving,
         terminating: !ready,
-        zone_hints: vec![],
-        node_hints: vec![],
+        hints: None,
     }
 }
 
@@ -81,9 +80,9 @@ fn state_in(family: IpFamily, svcs: Vec<Svc>) -> ProxyState {
             health_check_node_port: None,
             session_affinity_timeout: None,
             has_any_endpoints: !s.endpoints.is_empty(),
-            cluster_endpoints: s.endpoints.clone(),
-            local_endpoints: vec![],
-            all_reachable_endpoints: s.endpoints.clone(),
+            cluster_endpoints: s.endpoints.clone().into(),
+            local_endpoints: Default::default(),
+            all_reachable_endpoints: s.endpoints.clone().into(),
             endpoints: s.endpoints,
         };
         st.services.insert(name, Arc::new(sps));

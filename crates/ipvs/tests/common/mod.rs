@@ -20,8 +20,7 @@ pub fn ep(addr: &str, port: u16, local: bool) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
-        zone_hints: Vec::new(),
-        node_hints: Vec::new(),
+        hints: None,
     }
 }
 
@@ -54,9 +53,9 @@ pub fn svc(
         session_affinity_timeout: None,
         has_any_endpoints: !eps.is_empty(),
         endpoints: eps.clone(),
-        cluster_endpoints: eps.clone(),
-        local_endpoints: local,
-        all_reachable_endpoints: eps,
+        cluster_endpoints: eps.clone().into(),
+        local_endpoints: local.into(),
+        all_reachable_endpoints: eps.into(),
     }
 }
 

@@ -87,9 +87,9 @@ fn state(services: &[(&str, &str, Protocol)]) -> Arc<ProxyState> {
                 health_check_node_port: None,
                 session_affinity_timeout: None,
                 endpoints: vec![],
-                cluster_endpoints: vec![],
-                local_endpoints: vec![],
-                all_reachable_endpoints: vec![],
+                cluster_endpoints: Default::default(),
+                local_endpoints: Default::default(),
+                all_reachable_endpoints: Default::default(),
                 has_any_endpoints: false,
             }),
         );

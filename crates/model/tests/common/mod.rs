@@ -87,7 +87,7 @@ pub fn objects(services: Vec<Value>, slices: Vec<Value>, node: Option<Value>) ->
             sl.metadata.namespace.clone().unwrap(),
             sl.metadata.name.clone().unwrap(),
         );
-        objs.endpoint_slices.insert(key, Arc::new(sl));
+        objs.endpoint_slices.insert(key, Arc::new(sl.into()));
     }
     objs.node = node.map(|n| Arc::new(serde_json::from_value::<Node>(n).expect("node json")));
     objs

@@ -1,5 +1,6 @@
 //! HTTP routing of the test API server: path parsing, list/get/watch, apply (PUT/POST), delete, events and
-//! discovery documents. Every request is logged; `fail_requests` turns reads into 500s here.
+//! discovery documents. Lists are paginated when the client asks (`limit`, see `paging`). Every request is
+//! logged; `fail_requests` turns reads into 500s here.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::kinds::Kind;
+use super::paging::{self, PageError};
 use super::selector::{FieldSelector, LabelSelector};
 use super::watch::{self, WatchRequest};
 use super::{RequestRecord, Shared};
@@ -174,15 +176,22 @@ pub async fn handle(
                 return watch::start(shared, req);
             }
             let store = shared.store.lock().expect("store lock");
-            let items: Vec<Value> = store
-                .list(kind, ns)
-                .into_iter()
-                .filter(|o| req.matches(o))
-                .collect();
+            let matching: Vec<&Value> = store.iter(kind, ns).filter(|o| req.matches(o)).collect();
+            let limit = query.get("limit").map(String::as_str);
+            let token = query.get("continue").map(String::as_str);
+            let (items, next) = match paging::page(matching, limit, token, store.rv) {
+                Ok(page) => page,
+                Err(PageError::Invalid(e)) => return status(400, "BadRequest", &e),
+                Err(PageError::Expired(e)) => return status(410, "Expired", &e),
+            };
+            let mut metadata = json!({"resourceVersion": store.rv.to_string()});
+            if let Some(next) = next {
+                metadata["continue"] = json!(next);
+            }
             json_response(
                 200,
                 &json!({"kind": format!("{}List", kind.kind()), "apiVersion": kind.api_version(),
-                        "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
+                        "metadata": metadata, "items": items}),
             )
         }
         (Method::GET, Some(name)) => {

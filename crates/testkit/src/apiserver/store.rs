@@ -167,10 +167,14 @@ impl Store {
 
     /// Objects of a kind, optionally in one namespace, in key order.
     pub fn list(&self, kind: Kind, ns: Option<&str>) -> Vec<Value> {
+        self.iter(kind, ns).cloned().collect()
+    }
+
+    /// [`list`](Self::list) without copying the objects.
+    pub fn iter<'s>(&'s self, kind: Kind, ns: Option<&'s str>) -> impl Iterator<Item = &'s Value> {
         self.objects
             .iter()
-            .filter(|((k, n, _), _)| *k == kind && ns.is_none_or(|ns| ns == n))
-            .map(|(_, v)| v.clone())
-            .collect()
+            .filter(move |((k, n, _), _)| *k == kind && ns.is_none_or(|ns| ns == n))
+            .map(|(_, v)| v)
     }
 }

@@ -411,3 +411,44 @@ async fn typed_objects_yaml_bodies_and_watch_timeout() {
     assert_eq!(node.metadata.name.as_deref(), Some("n9"));
     assert_eq!(node.metadata.labels.unwrap()["zone"], "a");
 }
+
+#[tokio::test]
+async fn lists_are_paginated_when_the_client_asks() {
+    let server = ApiServer::start().await.unwrap();
+    for n in ["n1", "n2", "n3"] {
+        server.apply(&node(n)).unwrap();
+    }
+    let api: Api<Node> = Api::all(server.client());
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(names(&first.items), ["n1", "n2"]);
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    let next = ListParams::default().limit(2).continue_token(&token);
+    let rest = api.list(&next).await.unwrap();
+    assert_eq!(names(&rest.items), ["n3"]);
+    assert!(rest.metadata.continue_.is_none());
+    // Any change makes the token stale: 410, as a real server answers a token whose snapshot is gone.
+    server.apply(&node("n4")).unwrap();
+    let err = api.list(&next).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 410),
+        "expected 410"
+    );
+    // kube-rs' watcher follows the tokens through the whole list.
+    let mut stream = spawn_watcher(watcher(api, watcher::Config::default().page_size(3)));
+    let mut evs = Vec::new();
+    collect_until(&mut stream, &mut evs, |e| count_init_done(e) == 1).await;
+    let applied: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::InitApply(n) => n.metadata.name.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, ["n1", "n2", "n3", "n4"]);
+    let watcher_pages = server
+        .requests()
+        .iter()
+        .filter(|r| !r.is_watch() && r.query.get("limit").map(String::as_str) == Some("3"))
+        .count();
+    assert_eq!(watcher_pages, 2, "four nodes in pages of three");
+}

@@ -25,8 +25,7 @@ pub fn endpoint(addr: SocketAddr) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
-        zone_hints: vec![],
-        node_hints: vec![],
+        hints: None,
     }
 }
 
@@ -63,9 +62,9 @@ pub fn service(
         health_check_node_port: None,
         session_affinity_timeout: None,
         endpoints: eps.clone(),
-        cluster_endpoints: eps.clone(),
-        local_endpoints: eps.clone(),
-        all_reachable_endpoints: eps,
+        cluster_endpoints: eps.clone().into(),
+        local_endpoints: eps.clone().into(),
+        all_reachable_endpoints: eps.into(),
         has_any_endpoints: !backends.is_empty(),
     }
 }

@@ -20,8 +20,7 @@ pub fn endpoint(addr: &str, port: u16) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
-        zone_hints: Vec::new(),
-        node_hints: Vec::new(),
+        hints: None,
     }
 }
 
@@ -48,9 +47,9 @@ pub fn service(name: &str, cluster_ip: &str, port: u16, eps: Vec<Endpoint>) -> S
         session_affinity_timeout: None,
         has_any_endpoints: !eps.is_empty(),
         endpoints: eps.clone(),
-        cluster_endpoints: eps.clone(),
-        local_endpoints: Vec::new(),
-        all_reachable_endpoints: eps,
+        cluster_endpoints: eps.clone().into(),
+        local_endpoints: Default::default(),
+        all_reachable_endpoints: eps.into(),
     }
 }
 
