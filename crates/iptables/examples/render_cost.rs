@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_proxy_iptables::{render, RenderConfig, RenderScope};
-use kube_proxy_model::{build_state, synthetic_cluster, IpFamily, NodeContext, ProxyState};
+use kube_proxy_model::fixtures::finish;
+use kube_proxy_model::{build_state, synthetic_cluster, IpFamily, NodeContext};
 
 fn main() {
     let mut args = std::env::args()
@@ -52,9 +53,7 @@ fn main() {
         } else {
             port.endpoints = state.services[&name].endpoints.clone();
         }
-        port.cluster_endpoints = port.endpoints.clone();
-        port.all_reachable_endpoints = port.endpoints.clone();
-        next.services.insert(name, Arc::new(port));
+        next.services.insert(name, Arc::new(finish(port)));
         let next = Arc::new(next);
         let t = Instant::now();
         let partial = render(
@@ -76,5 +75,4 @@ fn main() {
         times[times.len() - 1],
         times.len()
     );
-    let _: &ProxyState = &state;
 }
